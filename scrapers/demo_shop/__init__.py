@@ -1,0 +1,25 @@
+"""A generated German women's-fashion shop, served on loopback: the embedded default and test bed.
+
+    with DemoShop(n_products=30, seed=0).start() as shop:   # port 0: any free port
+        crawl(shop.url)
+"""
+
+import json
+from pathlib import Path
+
+from scrapers.demo_shop.server import DemoShop
+
+__all__ = ["DemoShop", "write_truth"]
+
+
+def write_truth(shop: DemoShop, path: str | Path, masks: bool = False) -> Path:
+    """Write the shop's ground truth as JSON; with `masks`, PNG label maps in `<stem>_masks/`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    masks_dir = None
+    if masks:
+        masks_dir = path.parent / f"{path.stem}_masks"
+        masks_dir.mkdir(exist_ok=True)
+    truth = shop.truth(masks_dir=masks_dir)
+    path.write_text(json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path

@@ -1,0 +1,1 @@
+"""One spider per shop; all share ShopSpider and differ only in their TOML config."""
