@@ -70,8 +70,7 @@ class DemoShop:
             def log_message(self, *args):  # quiet: Scrapy logs what matters
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name="demo-shop")
         self.thread.start()
@@ -202,6 +201,11 @@ class DemoShop:
                          "color_slug": p.color_slug, "faults": sorted(p.faults),
                          "packshot_url": base + self.image_urls(p)[0], "model_photos": entries}
         return out
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 drops SYNs under 32 parallel clients
 
 
 def _page(title: str, body: str) -> str:

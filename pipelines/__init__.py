@@ -1,0 +1,2 @@
+"""Dagster definitions (definitions.py, assets/) over a library (processing/) that never imports
+dagster."""

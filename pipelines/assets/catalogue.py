@@ -1,0 +1,166 @@
+"""catalogue, attribute_labels, dataset_splits and their checks."""
+
+import json
+
+import pandas as pd
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, Config,
+                     MaterializeResult, MetadataValue, asset, asset_check)
+
+from pipelines.assets.scrape import raw_products
+from pipelines.processing.catalogue import (LABEL_COLUMNS, build_catalogue, one_hot,
+                                            out_of_vocabulary, read_catalogue, write_catalogue)
+from pipelines.processing.images import decodes, grid, markdown_image
+from pipelines.processing.splits import assign_splits
+from pipelines.processing.translate import COLUMNS
+from pipelines.resources import StorageResource
+
+
+class CatalogueConfig(Config):
+    image_size: int = 256  # packshots are padded white to square and resized to this
+    workers: int = 2
+    min_coverage: float = 0.9  # the coverage check fails below this share per column
+
+
+class SplitConfig(Config):
+    val_fraction: float = 0.01
+    test_fraction: float = 0.01
+    seed: int = 0
+
+
+def value_counts_markdown(df: pd.DataFrame) -> str:
+    lines = ["| column | values (count) | missing |", "|---|---|---|"]
+    for column in LABEL_COLUMNS:
+        counts = df[column].value_counts()
+        shown = ", ".join(f"{v} ({n})" for v, n in counts.items())
+        lines.append(f"| {column} | {shown} | {int(df[column].isna().sum())} |")
+    return "\n".join(lines)
+
+
+@asset(
+    deps=[raw_products],
+    group_name="catalogue",
+    description="Merge every crawl of every shop, dedup by id (first_seen/last_seen), translate "
+                "German attributes, square 256x256 packshots. Lands in catalogue/.",
+)
+def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
+              storage: StorageResource) -> MaterializeResult:
+    out_dir = storage.path("catalogue")
+    res = build_catalogue(storage.path("raw"), out_dir, config.image_size, config.workers)
+    df = res.catalogue
+    paths = write_catalogue(df, out_dir)
+    report = {"coverage": res.coverage, "min_coverage": config.min_coverage,
+              "drops": dict(res.drops),
+              "unknown_tags": dict(res.unknown_tags.most_common())}
+    (out_dir / "translation_report.json").write_text(
+        json.dumps(report, ensure_ascii=False, indent=1))
+    for reason, n in res.drops.items():
+        context.log.warning(f"catalogue: {n} x {reason}")
+    preview = grid([out_dir / "images" / p for p in df["img_path"].head(32)], cols=8, cell=96)
+    preview.save(out_dir / "preview.jpg", quality=85)
+    return MaterializeResult(metadata={
+        "rows": len(df),
+        "crawled_rows": res.n_crawled_rows,
+        "shops": MetadataValue.json(df["shop"].value_counts().to_dict()),
+        "drop_reasons": MetadataValue.json(dict(res.drops)),
+        "translation_coverage": MetadataValue.json({k: round(v, 4)
+                                                    for k, v in res.coverage.items()}),
+        "unknown_tags_top10": MetadataValue.json(dict(res.unknown_tags.most_common(10))),
+        "value_counts": MetadataValue.md(value_counts_markdown(df)),
+        "preview": MetadataValue.md(markdown_image(preview, "packshots")),
+        "csv": MetadataValue.path(str(paths["csv"])),
+        "parquet": MetadataValue.path(str(paths["parquet"])),
+    })
+
+
+@asset(deps=[catalogue], group_name="catalogue",
+       description="One-hot 0/1 table: img_path + one column per <column>_<value> (42 columns, "
+                   "as the thesis' img_attr.csv).")
+def attribute_labels(storage: StorageResource) -> MaterializeResult:
+    out_dir = storage.path("catalogue")
+    labels = one_hot(read_catalogue(out_dir))
+    labels.to_csv(out_dir / "img_attr.csv", sep=";", index=False)
+    labels.to_parquet(out_dir / "img_attr.parquet", index=False)
+    positives = labels.drop(columns="img_path").sum().astype(int).to_dict()
+    return MaterializeResult(metadata={
+        "rows": len(labels),
+        "label_columns": len(labels.columns) - 1,
+        "positives": MetadataValue.json(positives),
+        "csv": MetadataValue.path(str(out_dir / "img_attr.csv")),
+    })
+
+
+@asset(deps=[catalogue], group_name="catalogue",
+       description="Seeded train/val/test split per (category, colour): 1% val, 1% test.")
+def dataset_splits(config: SplitConfig, storage: StorageResource) -> MaterializeResult:
+    out_dir = storage.path("catalogue")
+    df = read_catalogue(out_dir)
+    df["split"] = assign_splits(df, config.val_fraction, config.test_fraction, config.seed)
+    splits = df[["id", "img_path", "category", "color", "split"]]
+    splits.to_csv(out_dir / "splits.csv", sep=";", index=False)
+    splits.to_parquet(out_dir / "splits.parquet", index=False)
+    by_category = pd.crosstab(splits["category"], splits["split"])
+    return MaterializeResult(metadata={
+        "counts": MetadataValue.json(splits["split"].value_counts().to_dict()),
+        "by_category": MetadataValue.md(by_category.to_markdown()),
+        "csv": MetadataValue.path(str(out_dir / "splits.csv")),
+    })
+
+
+# ---- checks ------------------------------------------------------------------------------
+
+@asset_check(asset=catalogue, description="No id appears twice.")
+def catalogue_unique_ids(storage: StorageResource) -> AssetCheckResult:
+    df = read_catalogue(storage.path("catalogue"))
+    dupes = df["id"][df["id"].duplicated()].tolist()
+    return AssetCheckResult(passed=not dupes, metadata={"duplicates": MetadataValue.json(dupes)})
+
+
+@asset_check(asset=catalogue, description="Every img_path exists and decodes.")
+def catalogue_images_decode(storage: StorageResource) -> AssetCheckResult:
+    root = storage.path("catalogue", "images")
+    df = read_catalogue(storage.path("catalogue"))
+    bad = [p for p in df["img_path"] if not decodes(root / p)]
+    return AssetCheckResult(passed=not bad, metadata={"checked": len(df),
+                                                      "bad": MetadataValue.json(bad[:50])})
+
+
+@asset_check(asset=catalogue, description="Every value lies inside the closed vocabulary.")
+def catalogue_values_in_vocabulary(storage: StorageResource) -> AssetCheckResult:
+    bad = out_of_vocabulary(read_catalogue(storage.path("catalogue")))
+    return AssetCheckResult(passed=not bad, metadata={"outside": MetadataValue.json(bad)})
+
+
+@asset_check(asset=catalogue, description="Per column, the share of products whose tags about "
+                                          "that column were understood, against min_coverage.")
+def catalogue_translation_coverage(storage: StorageResource) -> AssetCheckResult:
+    report = json.loads(storage.path("catalogue", "translation_report.json").read_text())
+    coverage = report["coverage"]
+    floor = report["min_coverage"]
+    low = {c: v for c, v in coverage.items() if c in COLUMNS and v < floor}
+    return AssetCheckResult(passed=not low, severity=AssetCheckSeverity.WARN,
+                            metadata={"coverage": MetadataValue.json(coverage),
+                                      "below_floor": MetadataValue.json(low), "floor": floor})
+
+
+@asset_check(asset=attribute_labels, description="Each product has exactly one category and at "
+                                                 "most one value per other column.")
+def attribute_labels_one_hot(storage: StorageResource) -> AssetCheckResult:
+    labels = pd.read_parquet(storage.path("catalogue", "img_attr.parquet"))
+    problems = {}
+    for column in LABEL_COLUMNS:
+        per_row = labels[[c for c in labels.columns if c.startswith(column + "_")]].sum(axis=1)
+        limit_ok = per_row.eq(1) if column == "category" else per_row.le(1)
+        if not limit_ok.all():
+            problems[column] = int((~limit_ok).sum())
+    return AssetCheckResult(passed=not problems, metadata={"rows_wrong": MetadataValue.json(
+        problems)})
+
+
+@asset_check(asset=dataset_splits, description="Every catalogue product is in exactly one split.")
+def dataset_splits_cover_catalogue(storage: StorageResource) -> AssetCheckResult:
+    ids = set(read_catalogue(storage.path("catalogue"))["id"])
+    splits = pd.read_parquet(storage.path("catalogue", "splits.parquet"))
+    ok = splits["id"].is_unique and set(splits["id"]) == ids and \
+        splits["split"].isin(["train", "val", "test"]).all()
+    return AssetCheckResult(passed=bool(ok), metadata={"products": len(ids),
+                                                       "assigned": len(splits)})

@@ -1,0 +1,54 @@
+"""raw_products: one crawl of one shop (partition), as a Scrapy subprocess."""
+
+import json
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from pipelines.partitions import shop_partitions
+from pipelines.processing.crawl import run_crawl
+from pipelines.resources import CrawlResource, StorageResource
+from scrapers.demo_shop import DemoShop, write_truth
+
+
+@asset(
+    partitions_def=shop_partitions,
+    group_name="scrape",
+    description="Crawl a shop's category x colour listings and product pages; download the "
+                "packshot and model photos (deduplicated by URL hash). Lands in raw/<shop>/.",
+)
+def raw_products(context: AssetExecutionContext, storage: StorageResource,
+                 crawl: CrawlResource) -> MaterializeResult:
+    shop = context.partition_key
+    raw_dir = storage.path("raw", shop)
+    if shop == "demo":
+        with DemoShop(crawl.demo_products, crawl.demo_seed).start(crawl.demo_port) as server:
+            truth = write_truth(server, raw_dir / "truth.json", masks=crawl.demo_masks)
+            context.log.info(f"demo shop: {crawl.demo_products} products at {server.url}")
+            result = run_crawl("demo", raw_dir, start_urls=[server.url + "/"],
+                               max_products=crawl.max_products, timeout_s=crawl.timeout_s)
+    else:
+        truth = None
+        result = run_crawl(shop, raw_dir, max_products=crawl.max_products,
+                           timeout_s=crawl.timeout_s)
+    s = result.stats
+    drops = result.drop_reasons()
+    for reason, n in drops.items():
+        context.log.warning(f"{shop}: {n} x {reason}")
+    images_new = int(s.get("file_status_count/downloaded", 0))
+    images_reused = int(s.get("file_status_count/uptodate", 0))
+    context.log.info(f"{shop}: {result.n_items} products in {result.wall_s:.1f}s, "
+                     f"{images_new} images downloaded, {images_reused} already on disk")
+    metadata = {
+        "products": result.n_items,
+        "images_downloaded": images_new,
+        "images_already_on_disk": images_reused,
+        "drop_reasons": MetadataValue.json(drops),
+        "wall_s": round(result.wall_s, 2),
+        "products_per_s": round(result.n_items / max(result.wall_s, 1e-9), 2),
+        "items_file": MetadataValue.path(str(result.items_path)),
+        "log_file": MetadataValue.path(str(result.log_path)),
+        "crawl_stats": MetadataValue.json(json.loads(json.dumps(s, default=str))),
+    }
+    if truth is not None:
+        metadata["ground_truth"] = MetadataValue.path(str(truth))
+    return MaterializeResult(metadata=metadata)

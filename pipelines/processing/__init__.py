@@ -1,0 +1,1 @@
+"""The data-processing library behind the Dagster assets. It never imports dagster."""
