@@ -3,10 +3,20 @@
 `dagster job execute -m pipelines.definitions -j full_pipeline` runs the demo end to end.
 """
 
-from dagster import (AssetSelection, DefaultScheduleStatus, DefaultSensorStatus, Definitions,
-                     RunRequest, ScheduleEvaluationContext, SkipReason, asset_sensor,
-                     define_asset_job, load_asset_checks_from_modules, load_assets_from_modules,
-                     schedule)
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    Definitions,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    asset_sensor,
+    define_asset_job,
+    load_asset_checks_from_modules,
+    load_assets_from_modules,
+    schedule,
+)
 
 from pipelines.assets import catalogue as catalogue_assets
 from pipelines.assets import scrape as scrape_assets
@@ -56,14 +66,20 @@ def catalogue_after_scrape(context, asset_event):
     run = context.instance.get_run_by_id(asset_event.run_id)
     if run is not None and run.job_name == full_pipeline.name:
         return SkipReason("the crawl ran inside full_pipeline, which rebuilt the catalogue")
-    return RunRequest(run_key=f"catalogue-after-{asset_event.storage_id}")
+    return RunRequest(run_key=f"catalogue-after-{asset_event.run_id}")
 
 
-defs = Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
-    jobs=[scrape_job, catalogue_job, full_pipeline],
-    schedules=schedules,
-    sensors=[catalogue_after_scrape],
-    resources={"storage": StorageResource(), "crawl": CrawlResource(), "mlflow": MLflowResource()},
-)
+def build_definitions(**resources) -> Definitions:
+    """The code location; tests pass their own resources (a temporary store, a small shop)."""
+    defaults = {"storage": StorageResource(), "crawl": CrawlResource(), "mlflow": MLflowResource()}
+    return Definitions(
+        assets=all_assets,
+        asset_checks=all_checks,
+        jobs=[scrape_job, catalogue_job, full_pipeline],
+        schedules=schedules,
+        sensors=[catalogue_after_scrape],
+        resources={**defaults, **resources},
+    )
+
+
+defs = build_definitions()

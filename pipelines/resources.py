@@ -2,7 +2,6 @@
 
 import os
 from pathlib import Path
-from typing import Optional
 
 from dagster import ConfigurableResource
 
@@ -30,7 +29,7 @@ class CrawlResource(ConfigurableResource):
     demo_seed: int = 0
     demo_port: int = 8800
     demo_masks: bool = False  # also write the demo's 7-class label maps beside its truth
-    max_products: Optional[int] = None  # per crawl; None = everything listed
+    max_products: int | None = None  # per crawl; None = everything listed
     timeout_s: int = 12 * 3600
 
 

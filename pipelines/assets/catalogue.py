@@ -3,12 +3,26 @@
 import json
 
 import pandas as pd
-from dagster import (AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, Config,
-                     MaterializeResult, MetadataValue, asset, asset_check)
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
 
 from pipelines.assets.scrape import raw_products
-from pipelines.processing.catalogue import (LABEL_COLUMNS, build_catalogue, one_hot,
-                                            out_of_vocabulary, read_catalogue, write_catalogue)
+from pipelines.processing.catalogue import (
+    LABEL_COLUMNS,
+    build_catalogue,
+    one_hot,
+    out_of_vocabulary,
+    read_catalogue,
+    write_catalogue,
+)
 from pipelines.processing.images import decodes, grid, markdown_image
 from pipelines.processing.splits import assign_splits
 from pipelines.processing.translate import COLUMNS

@@ -14,8 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.processing.images import square_packshot
-from pipelines.processing.translate import (COLUMNS, VOCABULARY, translate_occasion,
-                                            translate_report)
+from pipelines.processing.translate import COLUMNS, VOCABULARY, translate_occasion, translate_report
 
 # The thesis' data.csv columns, in its order, then what this pipeline adds.
 THESIS_COLUMNS = ["id", "img_path", "img_url", "model_img_urls", "product_url", "brand", "name",
@@ -84,20 +83,21 @@ def build_catalogue(raw_root: Path, out_dir: Path, size: int = 256,
     df = pd.concat([df.reset_index(drop=True), pd.DataFrame(english)], axis=1)
     for column in COLUMNS:
         translated = int(df[column].notna().sum())
-        untranslated = sum(column in u and v is None for u, v in zip(unknown_cols, df[column]))
+        untranslated = sum(column in u and v is None
+                           for u, v in zip(unknown_cols, df[column], strict=True))
         denominator = translated + untranslated
         result.coverage[column] = translated / denominator if denominator else 1.0
     no_category = df["category"].isna()
     result.drops["no_category"] = int(no_category.sum())
     df = df[~no_category].copy()
-    sources = [Path(d) / str(p) for d, p in zip(df["_images_dir"], df["img_path"])]
+    sources = [Path(d) / str(p) for d, p in zip(df["_images_dir"], df["img_path"], strict=True)]
     df["img_path"] = df["category"] + "/" + df["id"] + ".jpg"
     df["model_img_paths"] = [
         [f"{prefix}/{p}" for p in (paths if isinstance(paths, list) else []) if p]
-        for prefix, paths in zip(df["_store_prefix"], df["model_img_paths"])]
+        for prefix, paths in zip(df["_store_prefix"], df["model_img_paths"], strict=True)]
     targets = [Path(out_dir) / "images" / p for p in df["img_path"]]
     with ThreadPoolExecutor(workers) as pool:
-        ok = list(pool.map(lambda st: square_packshot(st[0], st[1], size), zip(sources, targets)))
+        ok = list(pool.map(lambda src, dst: square_packshot(src, dst, size), sources, targets))
     result.drops["packshot_unreadable"] = ok.count(False)
     df = df[ok]
     result.drops = Counter({k: v for k, v in result.drops.items() if v})

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def run_crawl(shop: str, raw_dir: Path, start_urls: list[str] | None = None,
               settings: dict | None = None, timeout_s: float | None = None) -> CrawlResult:
     """Crawl `shop` into raw_dir: crawls/<stamp>.jsonl, crawls/<stamp>.stats.json, images/."""
     raw_dir = Path(raw_dir)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     (raw_dir / "crawls").mkdir(parents=True, exist_ok=True)
     (raw_dir / "logs").mkdir(parents=True, exist_ok=True)

@@ -201,7 +201,7 @@ def make_product(seed: int, index: int) -> Product:
     attributes: list[str] = []
     for column in APPLICABLE[category]:
         values = [v for v in VALUES[column] if (category, column, v) not in EXCLUDED]
-        weights = [w for v, w in zip(VALUES[column], VALUE_WEIGHTS[column])
+        weights = [w for v, w in zip(VALUES[column], VALUE_WEIGHTS[column], strict=True)
                    if (category, column, v) not in EXCLUDED]
         roll = rng.random()
         if roll < 0.06:

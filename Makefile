@@ -1,0 +1,49 @@
+# make run: set up and materialise full_pipeline on the demo shop.  make test: set up and test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STORE := $(CURDIR)/assets_store
+export DAGSTER_HOME := $(STORE)/dagster_home
+export MLFLOW_TRACKING_URI ?= sqlite:///$(STORE)/mlflow/mlflow.db
+
+.PHONY: setup run test ui mlflow-ui lint bench clean
+
+setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	grep -q DAGSTER_HOME $(BIN)/activate || printf '%s\n' \
+	  'export DAGSTER_HOME="$(DAGSTER_HOME)"' \
+	  'export MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(STORE)/mlflow/mlflow.db}"' \
+	  >> $(BIN)/activate
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: pipelines/dagster_home/dagster.yaml
+	mkdir -p $(DAGSTER_HOME) $(STORE)/mlflow
+	cp $< $@
+
+run: setup
+	$(BIN)/dagster job execute -m pipelines.definitions -j full_pipeline
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+ui: setup
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" \
+	  --default-artifact-root "$(STORE)/mlflow/artifacts" -h 127.0.0.1 -p 5000
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/crawl_throughput.py
+	$(BIN)/python benchmarks/catalogue_build.py
+	$(BIN)/python benchmarks/translation_accuracy.py
+
+clean:
+	rm -rf $(STORE)/raw $(STORE)/catalogue

@@ -1,0 +1,37 @@
+"""The code location loads and every job, schedule and sensor resolves."""
+
+from datetime import UTC, datetime
+
+from dagster import DefaultScheduleStatus, build_schedule_context
+
+from pipelines.definitions import defs
+
+
+def test_definitions_load_and_jobs_resolve():
+    for name in ("scrape_job", "catalogue_job", "full_pipeline"):
+        job = defs.resolve_job_def(name)
+        assert job.name == name
+    full = defs.resolve_job_def("full_pipeline")
+    assert full.tags["dagster/partition"] == "demo"  # runs with no argument
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"raw_products", "catalogue", "attribute_labels", "dataset_splits"} <= keys
+
+
+def test_weekly_schedules_are_off_by_default():
+    schedules = {s.name: s for s in defs.schedules}
+    assert set(schedules) == {"weekly_scrape_zalando", "weekly_scrape_aboutyou",
+                              "weekly_scrape_fashionid"}
+    for s in schedules.values():
+        assert s.default_status == DefaultScheduleStatus.STOPPED
+        assert s.cron_schedule.endswith("* * 1")  # weekly
+    sensor = defs.resolve_sensor_def("catalogue_after_scrape")
+    assert sensor.job_name == "catalogue_job"
+
+
+def test_schedule_requests_its_shop_partition():
+    schedule = defs.resolve_schedule_def("weekly_scrape_zalando")
+    context = build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 2, tzinfo=UTC))
+    request = schedule(context)
+    assert request.partition_key == "zalando" and request.run_key == "zalando-2026-11-23"
