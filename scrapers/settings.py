@@ -46,5 +46,6 @@ EXTENSIONS = {"scrapers.extensions.StatsFile": 500}
 STATS_FILE = None  # set to a path to get the crawl stats as JSON when the spider closes
 
 FEED_EXPORT_ENCODING = "utf-8"
+LOG_FORMATTER = "scrapers.logformatter.ConciseLogFormatter"
 LOG_LEVEL = "INFO"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
