@@ -19,11 +19,13 @@ from dagster import (
 )
 
 from pipelines.assets import catalogue as catalogue_assets
+from pipelines.assets import model_images as model_image_assets
 from pipelines.assets import scrape as scrape_assets
+from pipelines.assets import segmentation as segmentation_assets
 from pipelines.partitions import REAL_SHOPS, shop_partitions
 from pipelines.resources import CrawlResource, MLflowResource, StorageResource
 
-ASSET_MODULES = [scrape_assets, catalogue_assets]
+ASSET_MODULES = [scrape_assets, catalogue_assets, model_image_assets, segmentation_assets]
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(ASSET_MODULES)
 
@@ -33,13 +35,17 @@ scrape_job = define_asset_job(
 catalogue_job = define_asset_job(
     "catalogue_job", selection=AssetSelection.groups("catalogue"),
     description="Rebuild the catalogue, labels and splits from every crawl on disk.")
+model_images_job = define_asset_job(
+    "model_images_job", selection=AssetSelection.groups("model_images", "segmentation"),
+    description="Front-photo selection, person detector and crops, segmentation store.")
 full_pipeline = define_asset_job(
     "full_pipeline",
-    selection=AssetSelection.assets(scrape_assets.raw_products) | AssetSelection.groups(
-        "catalogue"),
+    selection=AssetSelection.assets(scrape_assets.raw_products)
+    | AssetSelection.groups("catalogue", "model_images", "segmentation"),
     partitions_def=shop_partitions,
     tags={"dagster/partition": "demo"},  # the demo shop end to end, with no argument needed
-    description="The demo shop end to end: crawl -> catalogue -> labels -> splits.")
+    description="The demo shop end to end: crawl -> catalogue -> labels -> splits -> front "
+                "photos -> person detector and crops -> segmentation store.")
 
 
 def weekly_scrape_schedule(shop: str, hour: int):
@@ -75,7 +81,7 @@ def build_definitions(**resources) -> Definitions:
     return Definitions(
         assets=all_assets,
         asset_checks=all_checks,
-        jobs=[scrape_job, catalogue_job, full_pipeline],
+        jobs=[scrape_job, catalogue_job, model_images_job, full_pipeline],
         schedules=schedules,
         sensors=[catalogue_after_scrape],
         resources={**defaults, **resources},

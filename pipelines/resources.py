@@ -28,7 +28,7 @@ class CrawlResource(ConfigurableResource):
     demo_products: int = 200
     demo_seed: int = 0
     demo_port: int = 8800
-    demo_masks: bool = False  # also write the demo's 7-class label maps beside its truth
+    demo_masks: bool = True  # write the demo's 7-class label maps beside its truth
     max_products: int | None = None  # per crawl; None = everything listed
     timeout_s: int = 12 * 3600
 

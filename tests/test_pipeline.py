@@ -2,10 +2,12 @@
 
 import json
 
+import h5py
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance, RunConfig, build_sensor_context
 
+from pipelines.assets.model_images import CropConfig, DetectorConfig
 from pipelines.definitions import build_definitions, catalogue_after_scrape
 from pipelines.processing.catalogue import THESIS_COLUMNS
 from pipelines.processing.images import decodes
@@ -31,8 +33,15 @@ def env(tmp_path_factory):
     defs = build_definitions(storage=StorageResource(root=str(store)),
                              crawl=CrawlResource(demo_products=30, demo_seed=0, demo_port=port))
     instance = DagsterInstance.ephemeral()
-    first = defs.resolve_job_def("full_pipeline").execute_in_process(instance=instance)
+    first = defs.resolve_job_def("full_pipeline").execute_in_process(
+        instance=instance, run_config=FAST)
     return {"store": store, "defs": defs, "instance": instance, "first": first}
+
+
+# The detector trains for a few steps only (quality is measured in benchmarks/, not here), so
+# the crops accept any score.
+FAST = RunConfig(ops={"person_detector": DetectorConfig(steps=4, batch_size=2),
+                      "person_crops": CropConfig(min_score=0.0)})
 
 
 def test_full_pipeline_on_demo(env):
@@ -63,9 +72,35 @@ def test_full_pipeline_on_demo(env):
     assert set(splits["id"]) == set(cat["id"])
 
     checks = checks_passed(first)
-    assert len(checks) == 6 and all(checks.values()), checks
+    assert len(checks) == 9 and all(checks.values()), checks
     meta = metadata(first, "catalogue")
     assert meta["rows"] == 28 and meta["preview"].startswith("![packshots](data:image/jpeg")
+
+
+def test_model_image_stages_on_demo(env):
+    store, first = env["store"], env["first"]
+    fronts = pd.read_parquet(store / "model_images" / "front_model_images.parquet")
+    assert list(fronts.columns) == ["id", "image_path", "image_url", "cluster", "distance"]
+    assert len(fronts) == 28 and fronts["id"].is_unique
+    assert all((store / p).exists() for p in fronts["image_path"])
+    meta = metadata(first, "front_model_images")
+    assert meta["demo_front_accuracy"] >= 0.8 and meta["products"] == 28
+
+    detector = metadata(first, "person_detector")
+    assert detector["variant"] == "demo_small" and detector["steps"] == 4
+    assert (store / "models" / "person_detector.pt").exists()
+
+    crops = metadata(first, "person_crops")
+    with h5py.File(store / "datasets" / "person_crops.h5") as f:
+        n = len(f["ids"])
+        assert f["images"].shape == (n, 64, 64, 3) and f["images"].dtype == "uint8"
+        assert f["boxes"].shape == (n, 4) and f["scores"].shape == (n,)
+    assert n == crops["crops"] and n + sum(crops["drop_reasons"].values()) == 28
+
+    seg = metadata(first, "segmentation_store")
+    with h5py.File(store / "datasets" / "segmentation.h5") as f:
+        assert f["labels"].shape == (28, 128, 128) and f["coarse"].shape == (28, 8, 8)
+    assert seg["samples"] == 28 and seg["label_bytes_per_sample"] * 50 < 7 * 128 * 128 * 4
 
 
 def test_translation_matches_demo_truth(env):
@@ -104,7 +139,8 @@ def test_sensor_rebuilds_catalogue_after_a_plain_scrape_only(env):
     tick = catalogue_after_scrape.evaluate_tick(context)
     assert len(tick.run_requests) == 1 and catalogue_after_scrape.job_name == "catalogue_job"
     # a crawl inside full_pipeline already rebuilt the catalogue: skip
-    defs.resolve_job_def("full_pipeline").execute_in_process(instance=instance)
+    defs.resolve_job_def("full_pipeline").execute_in_process(instance=instance,
+                                                             run_config=FAST)
     context = build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor)
     tick = catalogue_after_scrape.evaluate_tick(context)
     assert not tick.run_requests and "full_pipeline" in tick.skip_message

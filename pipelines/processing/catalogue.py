@@ -92,8 +92,9 @@ def build_catalogue(raw_root: Path, out_dir: Path, size: int = 256,
     df = df[~no_category].copy()
     sources = [Path(d) / str(p) for d, p in zip(df["_images_dir"], df["img_path"], strict=True)]
     df["img_path"] = df["category"] + "/" + df["id"] + ".jpg"
+    # aligned with model_img_urls; "" where that photo's download failed
     df["model_img_paths"] = [
-        [f"{prefix}/{p}" for p in (paths if isinstance(paths, list) else []) if p]
+        [f"{prefix}/{p}" if p else "" for p in (paths if isinstance(paths, list) else [])]
         for prefix, paths in zip(df["_store_prefix"], df["model_img_paths"], strict=True)]
     targets = [Path(out_dir) / "images" / p for p in df["img_path"]]
     with ThreadPoolExecutor(workers) as pool:

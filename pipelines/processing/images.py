@@ -57,6 +57,18 @@ def grid(paths, cols: int = 8, cell: int = 96) -> Image.Image:
     return sheet
 
 
+def array_grid(arrays, cols: int = 8) -> Image.Image:
+    """Equal-sized uint8 images (H, W, 3) side by side, `cols` a row."""
+    arrays = list(arrays)
+    if not arrays:
+        return Image.new("RGB", (cols * 8, 8), (255, 255, 255))
+    h, w = arrays[0].shape[:2]
+    sheet = Image.new("RGB", (cols * w, -(-len(arrays) // cols) * h), (255, 255, 255))
+    for i, a in enumerate(arrays):
+        sheet.paste(Image.fromarray(a), ((i % cols) * w, (i // cols) * h))
+    return sheet
+
+
 def markdown_image(img: Image.Image, alt: str = "preview", quality: int = 80) -> str:
     """A markdown image with the picture inlined, for Dagster metadata."""
     buf = io.BytesIO()

@@ -1,0 +1,256 @@
+"""front_model_images, person_detector, person_crops and their checks."""
+
+import hashlib
+
+import h5py
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+from PIL import Image
+
+from pipelines.assets.catalogue import catalogue
+from pipelines.processing.catalogue import read_catalogue
+from pipelines.processing.demo_truth import front_accuracy, load_truth, photos_by_url
+from pipelines.processing.front_view import compute_features, photo_table, select_front
+from pipelines.processing.h5store import read_image_store, write_image_store
+from pipelines.processing.images import array_grid, grid, markdown_image
+from pipelines.processing.person_detector import (
+    DetectorWeightsError,
+    box_ious,
+    crop_square,
+    detect_people,
+    load_detector,
+    save_detector,
+    train_detector,
+)
+from pipelines.resources import StorageResource
+
+
+class FrontViewConfig(Config):
+    k: int = 8  # clusters; the front full-body one is picked by the score in front_view.py
+    seed: int = 0
+    workers: int = 2
+
+
+class DetectorConfig(Config):
+    weights: str | None = None  # "coco", a weights file, or None: train on the demo's boxes
+    variant: str = "demo_small"  # for weights="coco": one of the COCO variants
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 3e-3
+    seed: int = 0
+    holdout: float = 0.2  # share of demo products kept out of training, to measure on
+    max_train_photos: int = 1200
+    min_score: float = 0.5
+
+
+class CropConfig(Config):
+    size: int = 64
+    margin: float = 0.05
+    batch_size: int = 8
+    min_score: float = 0.5
+
+
+def _held_out(product_id: str, seed: int, share: float) -> bool:
+    h = int(hashlib.sha1(f"{seed}:{product_id}".encode()).hexdigest()[:8], 16)
+    return h / 0xFFFFFFFF < share
+
+
+def _load_rgb(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@asset(deps=[catalogue], group_name="model_images",
+       description="K-means over model-photo features; per product the photo nearest the "
+                   "automatically chosen front full-body cluster. model_images/*.parquet")
+def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
+                       storage: StorageResource) -> MaterializeResult:
+    photos = photo_table(read_catalogue(storage.path("catalogue")))
+    named, coarse, ok = compute_features([storage.path(p) for p in photos["image_path"]],
+                                         config.workers)
+    unreadable = int((~ok).sum())
+    if unreadable:
+        context.log.warning(f"{unreadable} model photos could not be read")
+    photos = photos[ok].reset_index(drop=True)
+    model, best = select_front(list(photos["id"]), named, coarse, config.k, config.seed)
+    chosen = pd.DataFrame([
+        {**photos.iloc[i][["id", "image_path", "image_url"]].to_dict(), "cluster": c,
+         "distance": d} for i, c, d in best.values()]).sort_values("id").reset_index(drop=True)
+    out = storage.path("model_images", "front_model_images.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    chosen.to_parquet(out, index=False)
+    # preview: per cluster (front first), the photos nearest its centre
+    x = model.embed(named, coarse)
+    order = [model.front_cluster] + [c for c in range(model.kmeans.n_clusters)
+                                     if c != model.front_cluster]
+    preview = []
+    for c in order:
+        d = np.linalg.norm(x - model.kmeans.cluster_centers_[c], axis=1)
+        preview += [storage.path(photos["image_path"][i]) for i in np.argsort(d)[:8]]
+    sheet = grid(preview, cols=8, cell=72)
+    sheet.save(out.with_name("clusters_preview.jpg"), quality=85)
+    labels = model.kmeans.labels_
+    metadata = {
+        "products": len(chosen),
+        "photos": len(photos),
+        "unreadable_photos": unreadable,
+        "front_cluster": model.front_cluster,
+        "cluster_sizes": MetadataValue.json({int(c): int((labels == c).sum())
+                                             for c in range(model.kmeans.n_clusters)}),
+        "cluster_scores": MetadataValue.json([round(float(s), 3) for s in model.cluster_scores]),
+        "preview": MetadataValue.md("Rows: clusters, the chosen front cluster first; each row "
+                                    "the 8 photos nearest its centre.\n\n"
+                                    + markdown_image(sheet, "clusters")),
+        "path": MetadataValue.path(str(out)),
+    }
+    truth_path = storage.path("raw", "demo", "truth.json")
+    if truth_path.exists():
+        metadata["demo_front_accuracy"] = round(front_accuracy(chosen["image_url"],
+                                                               load_truth(truth_path)), 4)
+    return MaterializeResult(metadata=metadata)
+
+
+@asset(deps=[catalogue], group_name="model_images",
+       description="The Faster R-CNN person detector's weights file: torchvision COCO weights "
+                   "or a given file when configured, else fine-tuned on the demo's boxes.")
+def person_detector(context: AssetExecutionContext, config: DetectorConfig,
+                    storage: StorageResource) -> MaterializeResult:
+    out = storage.path("models", "person_detector.pt")
+    truth_path = storage.path("raw", "demo", "truth.json")
+    samples = []
+    if truth_path.exists():
+        cat = read_catalogue(storage.path("catalogue"))
+        by_url = photos_by_url(load_truth(truth_path))
+        samples = [(pid, url, path, by_url[url]) for pid, path, url in
+                   photo_table(cat).itertuples(index=False) if url in by_url]
+    train = [s for s in samples if not _held_out(s[0], config.seed, config.holdout)]
+    test = [s for s in samples if _held_out(s[0], config.seed, config.holdout)
+            and s[3]["view"] == "front"]
+    metadata = {}
+    if config.weights:
+        model, meta = load_detector(config.weights, config.variant)
+        save_detector(model, meta["variant"], out, meta)
+    else:
+        if not train:
+            raise DetectorWeightsError(
+                "person_detector has no weights and no demo ground truth to train on. Set "
+                "weights='coco' (torchvision's COCO weights, needs the internet once) or "
+                "weights=<file>, or crawl the demo shop first.")
+        rng = np.random.default_rng(config.seed)
+        if len(train) > config.max_train_photos:
+            train = [train[i] for i in sorted(rng.choice(len(train), config.max_train_photos,
+                                                         replace=False))]
+        images = [_load_rgb(storage.path(s[2])) for s in train]
+        result = train_detector(images, [s[3]["box"] for s in train], config.steps,
+                                config.batch_size, config.lr, config.seed, log=context.log.info)
+        model = result.model
+        meta = {"trained_on": "demo shop boxes", "train_photos": len(train),
+                "steps": result.steps, "train_wall_s": round(result.wall_s, 1),
+                "final_loss": round(float(np.mean(result.losses[-20:])), 4)}
+        save_detector(model, "demo_small", out, meta)
+        metadata.update({k: v for k, v in meta.items()})
+    if test:
+        found = detect_people(model, [_load_rgb(storage.path(s[2])) for s in test],
+                              min_score=config.min_score)
+        ious = [float(box_ious([f[0]], [s[3]["box"]])[0]) if f else 0.0
+                for f, s in zip(found, test, strict=True)]
+        metadata.update({"heldout_front_photos": len(test),
+                         "heldout_mean_iou": round(float(np.mean(ious)), 4),
+                         "heldout_recall": round(sum(f is not None for f in found) / len(test),
+                                                 4)})
+    metadata["variant"] = meta.get("variant", "demo_small")
+    metadata["path"] = MetadataValue.path(str(out))
+    return MaterializeResult(metadata=metadata)
+
+
+@asset(deps=[front_model_images, person_detector], group_name="model_images",
+       description="The person in each front photo: highest-scoring Faster R-CNN box + margin, "
+                   "padded square, 64x64. datasets/person_crops.h5")
+def person_crops(context: AssetExecutionContext, config: CropConfig,
+                 storage: StorageResource) -> MaterializeResult:
+    fronts = pd.read_parquet(storage.path("model_images", "front_model_images.parquet"))
+    model, meta = load_detector(storage.path("models", "person_detector.pt"))
+    ids, crops, boxes, scores, urls = [], [], [], [], []
+    drops = {"unreadable": 0, "no_person": 0}
+    chunk = 64
+    for start in range(0, len(fronts), chunk):
+        rows = fronts.iloc[start:start + chunk]
+        images, kept = [], []
+        for row in rows.itertuples(index=False):
+            try:
+                images.append(_load_rgb(storage.path(row.image_path)))
+                kept.append(row)
+            except OSError:
+                drops["unreadable"] += 1
+        found = detect_people(model, images, config.batch_size, config.min_score)
+        for row, image, hit in zip(kept, images, found, strict=True):
+            if hit is None:
+                drops["no_person"] += 1
+                context.log.info(f"no person found in {row.image_path} ({row.id})")
+                continue
+            ids.append(row.id)
+            urls.append(row.image_url)
+            boxes.append(hit[0])
+            scores.append(hit[1])
+            crops.append(crop_square(image, hit[0], config.size, config.margin))
+    out = storage.path("datasets", "person_crops.h5")
+    images = np.stack(crops) if crops else np.zeros((0, config.size, config.size, 3), np.uint8)
+    write_image_store(out, ids, images, {
+        "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+        "scores": np.asarray(scores, np.float32)}, attrs={"detector": meta.get("variant", "")})
+    for reason, n in drops.items():
+        if n:
+            context.log.warning(f"person_crops: {n} x {reason}")
+    sheet = array_grid(crops[:32], cols=8)
+    metadata = {"crops": len(ids), "drop_reasons": MetadataValue.json(drops),
+                "mean_score": round(float(np.mean(scores)), 4) if scores else 0.0,
+                "preview": MetadataValue.md(markdown_image(sheet, "crops")),
+                "path": MetadataValue.path(str(out))}
+    truth_path = storage.path("raw", "demo", "truth.json")
+    if truth_path.exists() and ids:
+        by_url = photos_by_url(load_truth(truth_path))
+        pairs = [(b, by_url[u]["box"]) for b, u in zip(boxes, urls, strict=True) if u in by_url]
+        if pairs:
+            ious = box_ious([p[0] for p in pairs], [p[1] for p in pairs])
+            metadata["demo_mean_iou"] = round(float(ious.mean()), 4)
+    return MaterializeResult(metadata=metadata)
+
+
+@asset_check(asset=front_model_images, description="Every product with a stored model photo "
+                                                   "gets exactly one choice.")
+def front_model_images_one_per_product(storage: StorageResource) -> AssetCheckResult:
+    expected = set(photo_table(read_catalogue(storage.path("catalogue")))["id"])
+    chosen = pd.read_parquet(storage.path("model_images", "front_model_images.parquet"))
+    missing = sorted(expected - set(chosen["id"]))
+    extra = sorted(set(chosen["id"]) - expected)
+    ok = chosen["id"].is_unique and not missing and not extra
+    return AssetCheckResult(passed=bool(ok), metadata={
+        "products": len(expected), "choices": len(chosen),
+        "missing": MetadataValue.json(missing[:50]), "unexpected": MetadataValue.json(extra)})
+
+
+@asset_check(asset=person_crops, description="The HDF5 file opens; images (N, S, S, 3) uint8, "
+                                             "boxes (N, 4) and scores (N,) float32, N ids.")
+def person_crops_arrays(storage: StorageResource) -> AssetCheckResult:
+    path = storage.path("datasets", "person_crops.h5")
+    with h5py.File(path, "r") as f:
+        shapes = {k: list(f[k].shape) for k in f}
+        dtypes = {k: str(f[k].dtype) for k in ("images", "boxes", "scores")}
+    store = read_image_store(path)
+    n = len(store["ids"])
+    images = store["images"]
+    ok = (images.ndim == 4 and images.shape[1] == images.shape[2] and images.shape[3] == 3
+          and images.dtype == np.uint8 and store["boxes"].shape == (n, 4)
+          and store["scores"].shape == (n,) and len(images) == n
+          and dtypes["boxes"] == dtypes["scores"] == "float32")
+    return AssetCheckResult(passed=bool(ok), metadata={"shapes": MetadataValue.json(shapes),
+                                                       "dtypes": MetadataValue.json(dtypes)})

@@ -1,0 +1,214 @@
+"""Person detection with torchvision's Faster R-CNN, and 64x64 person crops.
+
+Weights come from one of three places, tried in this order by `load_detector`:
+1. a weights file written by `save_detector` (its variant is recorded in it);
+2. torchvision's COCO weights (`weights="coco"`), from the torch hub cache or downloaded;
+3. nothing: then `DetectorWeightsError` names the options.
+
+Offline (this project's CI, the demo) there are no COCO weights, so the `person_detector` asset
+fine-tunes the `demo_small` variant on the demo shop's annotated person boxes: a real
+torchvision `FasterRCNN` with a small convolutional backbone and anchors shaped for standing
+people, trainable from scratch on a CPU in a few minutes. Every variant puts "person" at label 1,
+as COCO does, so the inference code is the same for all.
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.models import detection
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.rpn import AnchorGenerator
+from torchvision.ops import MultiScaleRoIAlign, box_iou
+
+PERSON = 1  # COCO's label for a person; the demo variant uses the same index
+
+# variant -> (torchvision builder, its COCO weights enum) for the COCO-pretrainable variants
+COCO_VARIANTS = {
+    "mobilenet_v3_large_320_fpn": ("fasterrcnn_mobilenet_v3_large_320_fpn",
+                                   "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights"),
+    "mobilenet_v3_large_fpn": ("fasterrcnn_mobilenet_v3_large_fpn",
+                               "FasterRCNN_MobileNet_V3_Large_FPN_Weights"),
+    "resnet50_fpn": ("fasterrcnn_resnet50_fpn", "FasterRCNN_ResNet50_FPN_Weights"),
+    "resnet50_fpn_v2": ("fasterrcnn_resnet50_fpn_v2", "FasterRCNN_ResNet50_FPN_V2_Weights"),
+}
+VARIANTS = ("demo_small", *COCO_VARIANTS)
+
+
+class DetectorWeightsError(RuntimeError):
+    """No usable detector weights; the message says how to provide some."""
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True))
+
+
+def build_demo_small(min_size: int = 240, max_size: int = 360) -> FasterRCNN:
+    """Faster R-CNN with a 4-stage conv backbone (stride 16, 128 channels), one feature map,
+    anchors 32-256 px with height/width 1-4 (standing people), a 256-wide box head."""
+    backbone = nn.Sequential(_conv_block(3, 32), _conv_block(32, 64), _conv_block(64, 128),
+                             _conv_block(128, 128))
+    backbone.out_channels = 128
+    return FasterRCNN(
+        backbone, num_classes=None, min_size=min_size, max_size=max_size,
+        rpn_anchor_generator=AnchorGenerator(sizes=((32, 64, 128, 256),),
+                                             aspect_ratios=((1.0, 2.0, 3.0, 4.0),)),
+        box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(128 * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, 2),
+        rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100,
+        rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=50,
+        rpn_batch_size_per_image=64, box_batch_size_per_image=64)
+
+
+def build_detector(variant: str, **kwargs) -> FasterRCNN:
+    """An untrained detector of the given variant."""
+    if variant == "demo_small":
+        return build_demo_small(**kwargs)
+    if variant not in COCO_VARIANTS:
+        raise ValueError(f"unknown detector variant {variant!r}: one of {', '.join(VARIANTS)}")
+    builder = getattr(detection, COCO_VARIANTS[variant][0])
+    return builder(weights=None, weights_backbone=None, num_classes=91, **kwargs)
+
+
+def save_detector(model: FasterRCNN, variant: str, path: Path, meta: dict | None = None,
+                  build_kwargs: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"variant": variant, "build_kwargs": build_kwargs or {},
+                "state_dict": model.state_dict(), "meta": meta or {}}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_detector(weights: str | Path | None, variant: str = "mobilenet_v3_large_320_fpn"
+                  ) -> tuple[FasterRCNN, dict]:
+    """(model in eval mode, the file's meta) from a weights file or torchvision's COCO weights."""
+    if weights is not None and str(weights) != "coco":
+        path = Path(weights)
+        if not path.exists():
+            raise DetectorWeightsError(f"detector weights file {path} does not exist")
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        model = build_detector(saved["variant"], **saved.get("build_kwargs", {}))
+        model.load_state_dict(saved["state_dict"])
+        return model.eval(), {"variant": saved["variant"], **saved.get("meta", {})}
+    if weights is None:
+        raise DetectorWeightsError(
+            "no person-detector weights. Options: (1) weights='coco' to use torchvision's COCO "
+            "Faster R-CNN weights (cached under $TORCH_HOME or downloaded; needs the internet "
+            "once); (2) weights=<path> to a file written by save_detector or a torchvision "
+            "state dict; (3) on the demo shop, leave weights unset and let the person_detector "
+            "asset fine-tune the demo_small variant on the shop's annotated boxes.")
+    if variant not in COCO_VARIANTS:
+        raise DetectorWeightsError(f"variant {variant!r} has no COCO weights: one of "
+                                   f"{', '.join(COCO_VARIANTS)}")
+    builder_name, enum_name = COCO_VARIANTS[variant]
+    enum = getattr(detection, enum_name).COCO_V1
+    try:
+        model = getattr(detection, builder_name)(weights=enum)
+    except Exception as e:  # no cache and no internet, a corrupt download, ...
+        raise DetectorWeightsError(
+            f"could not load torchvision's COCO weights for {variant} ({e}). Put the file "
+            f"{Path(enum.url).name} in $TORCH_HOME/hub/checkpoints, or set weights=<path>.") from e
+    return model.eval(), {"variant": variant, "source": "torchvision COCO_V1"}
+
+
+@dataclass
+class TrainResult:
+    model: FasterRCNN
+    steps: int
+    wall_s: float
+    losses: list[float] = field(default_factory=list)
+
+
+def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]],
+                   steps: int = 300, batch_size: int = 8, lr: float = 3e-3, seed: int = 0,
+                   variant: str = "demo_small", log: Callable[[str], None] | None = None
+                   ) -> TrainResult:
+    """Fine-tune (or, offline, train from scratch) on one person box per image. Images stay
+    uint8 in memory and become float tensors a batch at a time."""
+    torch.manual_seed(seed)
+    model = build_detector(variant)
+    targets = [{"boxes": torch.tensor([b], dtype=torch.float32),
+                "labels": torch.tensor([PERSON])} for b in boxes]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
+                                                pct_start=0.15)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    losses, t0 = [], time.perf_counter()
+    for step in range(steps):
+        idx = torch.randint(0, len(images), (batch_size,), generator=g).tolist()
+        loss = sum(model([to_tensor(images[i]) for i in idx],
+                         [targets[i] for i in idx]).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if log and (step % 50 == 0 or step == steps - 1):
+            log(f"detector step {step}/{steps} loss {float(loss):.3f}")
+    return TrainResult(model.eval(), steps, time.perf_counter() - t0, losses)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+
+
+def detect_people(model: FasterRCNN, images: Sequence[np.ndarray], batch_size: int = 8,
+                  min_score: float = 0.5) -> list[tuple[np.ndarray, float] | None]:
+    """The highest-scoring person box (x0, y0, x1, y1) and its score per image, or None."""
+    out: list[tuple[np.ndarray, float] | None] = []
+    model.eval()
+    # the model's own cut-off (0.05 by default) must not hide boxes the caller would accept
+    model.roi_heads.score_thresh = min(model.roi_heads.score_thresh, min_score)
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = [to_tensor(im) for im in images[start:start + batch_size]]
+            for det in model(batch):
+                keep = (det["labels"] == PERSON) & (det["scores"] >= min_score)
+                if not keep.any():
+                    out.append(None)
+                    continue
+                best = int(torch.argmax(torch.where(keep, det["scores"], -1.0)))
+                out.append((det["boxes"][best].numpy().astype(np.float32),
+                            float(det["scores"][best])))
+    return out
+
+
+def crop_square(image: np.ndarray, box: Sequence[float], size: int = 64,
+                margin: float = 0.05) -> np.ndarray:
+    """The box plus a margin, padded to a square with the background colour (the photo's
+    border median), resized to size x size."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    side = int(round(side))
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    canvas = np.empty((side, side, 3), np.uint8)
+    canvas[:] = np.median(border, axis=0).astype(np.uint8)
+    sy0, sx0 = max(0, top), max(0, left)
+    sy1, sx1 = min(h, top + side), min(w, left + side)
+    if sy1 > sy0 and sx1 > sx0:
+        canvas[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = image[sy0:sy1, sx0:sx1]
+    return np.asarray(Image.fromarray(canvas).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def box_ious(pred: Sequence[Sequence[float]], truth: Sequence[Sequence[float]]) -> np.ndarray:
+    """Element-wise IoU of matching boxes."""
+    p = torch.tensor(np.asarray(pred, np.float32)).reshape(-1, 4)
+    t = torch.tensor(np.asarray(truth, np.float32)).reshape(-1, 4)
+    return box_iou(p, t).diagonal().numpy()
