@@ -10,7 +10,6 @@ batch size, torch.inference_mode, 320x480 photos.
 """
 
 import argparse
-import hashlib
 import sys
 import tempfile
 import time
@@ -26,11 +25,12 @@ from benchmarks.demo_store import demo_store  # noqa: E402
 from pipelines.processing.catalogue import read_catalogue  # noqa: E402
 from pipelines.processing.demo_truth import load_truth, photos_by_url  # noqa: E402
 from pipelines.processing.front_view import photo_table  # noqa: E402
-from pipelines.processing.person_detector import box_ious, detect_people, train_detector  # noqa: E402
-
-
-def held_out(pid: str, seed: int = 0, share: float = 0.2) -> bool:
-    return int(hashlib.sha1(f"{seed}:{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+from pipelines.processing.person_detector import (  # noqa: E402
+    box_ious,
+    detect_people,
+    held_out,
+    train_detector,
+)
 
 
 def main() -> None:

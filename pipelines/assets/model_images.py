@@ -1,6 +1,5 @@
 """front_model_images, person_detector, person_crops and their checks."""
 
-import hashlib
 
 import h5py
 import numpy as np
@@ -27,6 +26,7 @@ from pipelines.processing.person_detector import (
     box_ious,
     crop_square,
     detect_people,
+    held_out,
     load_detector,
     save_detector,
     train_detector,
@@ -57,11 +57,6 @@ class CropConfig(Config):
     margin: float = 0.05
     batch_size: int = 8
     min_score: float = 0.5
-
-
-def _held_out(product_id: str, seed: int, share: float) -> bool:
-    h = int(hashlib.sha1(f"{seed}:{product_id}".encode()).hexdigest()[:8], 16)
-    return h / 0xFFFFFFFF < share
 
 
 def _load_rgb(path) -> np.ndarray:
@@ -132,8 +127,8 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
         by_url = photos_by_url(load_truth(truth_path))
         samples = [(pid, url, path, by_url[url]) for pid, path, url in
                    photo_table(cat).itertuples(index=False) if url in by_url]
-    train = [s for s in samples if not _held_out(s[0], config.seed, config.holdout)]
-    test = [s for s in samples if _held_out(s[0], config.seed, config.holdout)
+    train = [s for s in samples if not held_out(s[0], config.seed, config.holdout)]
+    test = [s for s in samples if held_out(s[0], config.seed, config.holdout)
             and s[3]["view"] == "front"]
     metadata = {}
     if config.weights:

@@ -12,6 +12,7 @@ people, trainable from scratch on a CPU in a few minutes. Every variant puts "pe
 as COCO does, so the inference code is the same for all.
 """
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -160,6 +161,12 @@ def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]
         if log and (step % 50 == 0 or step == steps - 1):
             log(f"detector step {step}/{steps} loss {float(loss):.3f}")
     return TrainResult(model.eval(), steps, time.perf_counter() - t0, losses)
+
+
+def held_out(product_id: str, seed: int = 0, share: float = 0.2) -> bool:
+    """Whether a product is kept out of detector training (stable: a hash of seed and id)."""
+    h = int(hashlib.sha1(f"{seed}:{product_id}".encode()).hexdigest()[:8], 16)
+    return h / 0xFFFFFFFF < share
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
