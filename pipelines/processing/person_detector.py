@@ -157,9 +157,9 @@ def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if log and (step % 50 == 0 or step == steps - 1):
-            log(f"detector step {step}/{steps} loss {float(loss):.3f}")
+            log(f"detector step {step}/{steps} loss {losses[-1]:.3f}")
     return TrainResult(model.eval(), steps, time.perf_counter() - t0, losses)
 
 
@@ -170,7 +170,10 @@ def held_out(product_id: str, seed: int = 0, share: float = 0.2) -> bool:
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:  # arrays from PIL are read-only; torch wants to own them
+        image = image.copy()
+    return torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
 
 
 def detect_people(model: FasterRCNN, images: Sequence[np.ndarray], batch_size: int = 8,

@@ -1,0 +1,1 @@
+"""Model definitions: one builder per architecture, options explicit."""
