@@ -22,10 +22,12 @@ from pipelines.assets import catalogue as catalogue_assets
 from pipelines.assets import model_images as model_image_assets
 from pipelines.assets import scrape as scrape_assets
 from pipelines.assets import segmentation as segmentation_assets
+from pipelines.assets import training as training_assets
 from pipelines.partitions import REAL_SHOPS, shop_partitions
 from pipelines.resources import CrawlResource, MLflowResource, StorageResource
 
-ASSET_MODULES = [scrape_assets, catalogue_assets, model_image_assets, segmentation_assets]
+ASSET_MODULES = [scrape_assets, catalogue_assets, model_image_assets, segmentation_assets,
+                 training_assets]
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(ASSET_MODULES)
 
@@ -38,14 +40,17 @@ catalogue_job = define_asset_job(
 model_images_job = define_asset_job(
     "model_images_job", selection=AssetSelection.groups("model_images", "segmentation"),
     description="Front-photo selection, person detector and crops, segmentation store.")
+train_job = define_asset_job(
+    "train_job", selection=AssetSelection.groups("training"),
+    description="Train every GAN family on the prepared datasets, logged to MLflow.")
 full_pipeline = define_asset_job(
     "full_pipeline",
     selection=AssetSelection.assets(scrape_assets.raw_products)
-    | AssetSelection.groups("catalogue", "model_images", "segmentation"),
+    | AssetSelection.groups("catalogue", "model_images", "segmentation", "training"),
     partitions_def=shop_partitions,
     tags={"dagster/partition": "demo"},  # the demo shop end to end, with no argument needed
     description="The demo shop end to end: crawl -> catalogue -> labels -> splits -> front "
-                "photos -> person detector and crops -> segmentation store.")
+                "photos -> person detector and crops -> segmentation store -> GAN training.")
 
 
 def weekly_scrape_schedule(shop: str, hour: int):
@@ -81,7 +86,7 @@ def build_definitions(**resources) -> Definitions:
     return Definitions(
         assets=all_assets,
         asset_checks=all_checks,
-        jobs=[scrape_job, catalogue_job, model_images_job, full_pipeline],
+        jobs=[scrape_job, catalogue_job, model_images_job, train_job, full_pipeline],
         schedules=schedules,
         sensors=[catalogue_after_scrape],
         resources={**defaults, **resources},

@@ -8,10 +8,12 @@ import pytest
 from dagster import DagsterInstance, RunConfig, build_sensor_context
 
 from pipelines.assets.model_images import CropConfig, DetectorConfig
+from pipelines.assets.training import DCGANAssetConfig
 from pipelines.definitions import build_definitions, catalogue_after_scrape
 from pipelines.processing.catalogue import THESIS_COLUMNS
 from pipelines.processing.images import decodes
-from pipelines.resources import CrawlResource, StorageResource
+from pipelines.resources import CrawlResource, MLflowResource, StorageResource
+from training.dcgan import VARIANTS
 
 
 def metadata(result, asset: str) -> dict:
@@ -30,8 +32,11 @@ def env(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    defs = build_definitions(storage=StorageResource(root=str(store)),
-                             crawl=CrawlResource(demo_products=30, demo_seed=0, demo_port=port))
+    defs = build_definitions(
+        storage=StorageResource(root=str(store)),
+        crawl=CrawlResource(demo_products=30, demo_seed=0, demo_port=port),
+        mlflow=MLflowResource(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db",
+                              artifact_root=str(store / "mlflow" / "artifacts")))
     instance = DagsterInstance.ephemeral()
     first = defs.resolve_job_def("full_pipeline").execute_in_process(
         instance=instance, run_config=FAST)
@@ -40,8 +45,11 @@ def env(tmp_path_factory):
 
 # The detector trains for a few steps only (quality is measured in benchmarks/, not here), so
 # the crops accept any score.
-FAST = RunConfig(ops={"person_detector": DetectorConfig(steps=4, batch_size=2),
-                      "person_crops": CropConfig(min_score=0.0)})
+FAST = RunConfig(ops={
+    "person_detector": DetectorConfig(steps=4, batch_size=2),
+    "person_crops": CropConfig(min_score=0.0),
+    **{f"dcgan_{v}": DCGANAssetConfig(steps=2, batch_size=4, ngf=8, ndf=8, repair_steps=3)
+       for v in VARIANTS}})
 
 
 def test_full_pipeline_on_demo(env):
@@ -71,6 +79,10 @@ def test_full_pipeline_on_demo(env):
     splits = pd.read_csv(store / "catalogue" / "splits.csv", sep=";")
     assert set(splits["id"]) == set(cat["id"])
 
+    with h5py.File(store / "datasets" / "packshots.h5") as f:
+        assert f["images"].shape == (28, 64, 64, 3) and f["labels"].shape == (28, 42)
+        assert list(f.attrs["label_names"])[0] == "category_blouses"
+        assert f["split"].shape == (28,)
     checks = checks_passed(first)
     assert len(checks) == 9 and all(checks.values()), checks
     meta = metadata(first, "catalogue")
@@ -101,6 +113,25 @@ def test_model_image_stages_on_demo(env):
     with h5py.File(store / "datasets" / "segmentation.h5") as f:
         assert f["labels"].shape == (28, 128, 128) and f["coarse"].shape == (28, 8, 8)
     assert seg["samples"] == 28 and seg["label_bytes_per_sample"] * 50 < 7 * 128 * 128 * 4
+
+
+def test_dcgan_runs_in_mlflow(env):
+    import mlflow
+
+    store, first = env["store"], env["first"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
+    versions = client.search_model_versions("name='fashion-dcgan'")
+    assert sorted(v.tags["variant"] for v in versions) == sorted(VARIANTS)
+    for variant in VARIANTS:
+        meta = metadata(first, f"dcgan_{variant}")
+        run = client.get_run(meta["mlflow_run_id"])
+        assert run.data.params["variant"] == variant and run.data.params["steps"] == "2"
+        history = client.get_metric_history(run.info.run_id, "g_loss_flip")
+        assert [m.step for m in history] == [0, 1]  # per-step losses, flip terms included
+        assert {"symmetry_error_real", "symmetry_error_generated", "symmetry_error_repaired",
+                "flip_inversion_reconstruction_error"} <= set(run.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"samples", "checkpoint", "flip_inversion", "losses.jsonl"} <= artifacts
 
 
 def test_translation_matches_demo_truth(env):

@@ -24,7 +24,9 @@ from torchvision.utils import save_image
 
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.datasets import H5ImageDataset
+from training.metrics import symmetry_error
 from training.models.dcgan import define_D, define_G
+from training.repair import flip_inversion
 
 VARIANTS = ("baseline", "augment", "symmetric")
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss_orig", "d_loss_real_flip", "d_loss_fake_flip",
@@ -150,3 +152,34 @@ def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,
             "images_per_s": round(images_seen / wall, 2) if images_seen else 0.0,
             "wall_s": round(wall, 2), "device": device.type, "bf16": cfg.bf16,
             "final_losses": row, "out": str(out_dir)}
+
+
+def load_generator(out_dir: Path, cfg: DCGANConfig) -> torch.nn.Module:
+    """The trained generator of a run folder, on the CPU, in eval mode."""
+    netG = define_G(cfg.nz, cfg.ngf)
+    netG.load_state_dict(torch.load(Path(out_dir) / "generator.pt", map_location="cpu"))
+    return netG.eval()
+
+
+def symmetry_report(netG: torch.nn.Module, data: H5ImageDataset, nz: int, n: int = 256,
+                    n_repair: int = 16, repair_steps: int = 100, seed: int = 0
+                    ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Symmetry error of real and generated images, and flip-inversion repair on n_repair
+    samples: (metrics, samples before, repaired after), images in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    real = data.batch(torch.randint(0, len(data), (n,), generator=g))
+    z = torch.randn(n, nz, 1, 1, generator=g)
+    with torch.no_grad():
+        fake = netG.eval()(z)
+    z_hat, repaired, history = flip_inversion(netG, fake[:n_repair], z[:n_repair],
+                                              steps=repair_steps)
+    metrics = {
+        "symmetry_error_real": symmetry_error(real),
+        "symmetry_error_generated": symmetry_error(fake),
+        "symmetry_error_repaired": symmetry_error(repaired),
+        "flip_inversion_reconstruction_error":
+            float((repaired - fake[:n_repair].flip(-1)).abs().mean()),
+        "flip_inversion_objective_start": history[0],
+        "flip_inversion_objective_end": history[-1],
+    }
+    return {k: round(v, 5) for k, v in metrics.items()}, fake[:n_repair], repaired

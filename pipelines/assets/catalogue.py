@@ -1,7 +1,8 @@
-"""catalogue, attribute_labels, dataset_splits and their checks."""
+"""catalogue, attribute_labels, dataset_splits, packshot_store and their checks."""
 
 import json
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -20,9 +21,11 @@ from pipelines.processing.catalogue import (
     build_catalogue,
     one_hot,
     out_of_vocabulary,
+    packshot_arrays,
     read_catalogue,
     write_catalogue,
 )
+from pipelines.processing.h5store import write_image_store
 from pipelines.processing.images import decodes, grid, markdown_image
 from pipelines.processing.splits import assign_splits
 from pipelines.processing.translate import COLUMNS
@@ -118,6 +121,31 @@ def dataset_splits(config: SplitConfig, storage: StorageResource) -> Materialize
         "by_category": MetadataValue.md(by_category.to_markdown()),
         "csv": MetadataValue.path(str(out_dir / "splits.csv")),
     })
+
+
+class PackshotStoreConfig(Config):
+    size: int = 64
+
+
+@asset(deps=[attribute_labels, dataset_splits], group_name="catalogue",
+       description="The packshots at 64x64 for GAN training, with the one-hot attribute labels "
+                   "and the split. datasets/packshots.h5")
+def packshot_store(config: PackshotStoreConfig, storage: StorageResource) -> MaterializeResult:
+    cat_dir = storage.path("catalogue")
+    cat = read_catalogue(cat_dir)
+    labels = pd.read_parquet(cat_dir / "img_attr.parquet").set_index("img_path")
+    splits = pd.read_parquet(cat_dir / "splits.parquet").set_index("id")
+    images = packshot_arrays([cat_dir / "images" / p for p in cat["img_path"]], config.size)
+    label_names = list(labels.columns)
+    out = write_image_store(
+        storage.path("datasets", "packshots.h5"), cat["id"], images,
+        {"labels": labels.loc[cat["img_path"]].to_numpy(np.uint8),
+         "split": np.array([{"train": 0, "val": 1, "test": 2}[s]
+                            for s in splits.loc[cat["id"], "split"]], np.uint8)},
+        attrs={"label_names": label_names, "split_names": ["train", "val", "test"]})
+    return MaterializeResult(metadata={
+        "images": len(cat), "size": config.size, "label_columns": len(label_names),
+        "path": MetadataValue.path(str(out))})
 
 
 # ---- checks ------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 
 from pipelines.processing.images import square_packshot
 from pipelines.processing.translate import COLUMNS, VOCABULARY, translate_occasion, translate_report
@@ -143,3 +145,12 @@ def out_of_vocabulary(df: pd.DataFrame) -> dict[str, list[str]]:
         if values:
             bad[column] = sorted(values)
     return bad
+
+
+def packshot_arrays(paths, size: int = 64) -> np.ndarray:
+    """The catalogue's square packshots as uint8 (N, size, size, 3), for training."""
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    for i, path in enumerate(paths):
+        with Image.open(path) as im:
+            out[i] = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS))
+    return out

@@ -1,0 +1,85 @@
+"""Training assets: one MLflow run per model, the generator registered as fashion-<family>."""
+
+from dataclasses import asdict
+
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from torchvision.utils import save_image
+
+from pipelines.assets.catalogue import packshot_store
+from pipelines.assets.model_images import person_crops
+from pipelines.processing.images import grid, markdown_image
+from pipelines.resources import MLflowResource, StorageResource
+from training.datasets import H5ImageDataset
+from training.dcgan import VARIANTS, DCGANConfig, load_generator, symmetry_report, train_dcgan
+from training.tracking import log_generator, mlflow_run
+
+
+class DCGANAssetConfig(Config):
+    profile: str = "demo"  # demo: minutes on a 2-core CPU; full: the paper's settings (GPU)
+    data: str = "packshots"  # datasets/<data>.h5: packshots or person_crops
+    steps: int | None = None
+    batch_size: int | None = None
+    ngf: int | None = None
+    ndf: int | None = None
+    seed: int = 0
+    bf16: bool = True
+    repair_steps: int = 100
+
+
+def dcgan_asset(variant: str):
+    @asset(name=f"dcgan_{variant}", deps=[packshot_store, person_crops], group_name="training",
+           pool="gpu", description=f"DCGAN 64x64, {variant} variant: one MLflow run (params, "
+                                   "the six losses per step, sample grids, checkpoint, "
+                                   "flip-inversion grids), generator registered as "
+                                   "fashion-dcgan.")
+    def _train(context: AssetExecutionContext, config: DCGANAssetConfig,
+               storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
+        import mlflow as mlflow_lib
+
+        cfg = DCGANConfig.profile(config.profile, variant=variant, steps=config.steps,
+                                  batch_size=config.batch_size, ngf=config.ngf, ndf=config.ndf,
+                                  seed=config.seed, bf16=config.bf16)
+        data_path = storage.path("datasets", f"{config.data}.h5")
+        out_dir = storage.path("runs", f"dcgan_{variant}", context.run_id[:8])
+        tags = {"family": "dcgan", "variant": variant, "dagster_run_id": context.run_id}
+        with mlflow_run(f"dcgan-{variant}", mlflow.tracking_uri, mlflow.artifact_root,
+                        tags) as run:
+            mlflow_lib.log_params({**asdict(cfg), "data": config.data})
+            summary = train_dcgan(cfg, data_path, out_dir,
+                                  log_metrics=lambda s, row: mlflow_lib.log_metrics(row, step=s))
+            generator = load_generator(out_dir, cfg)
+            report, before, after = symmetry_report(generator, H5ImageDataset(data_path), cfg.nz,
+                                                    repair_steps=config.repair_steps,
+                                                    seed=cfg.seed)
+            for name, images in (("before", before), ("after", after)):
+                save_image(images, out_dir / f"flip_inversion_{name}.png", nrow=8,
+                           normalize=True, value_range=(-1, 1))
+            mlflow_lib.log_metrics({**report, "images_per_s": summary["images_per_s"],
+                                    "wall_s": summary["wall_s"]})
+            mlflow_lib.log_artifacts(str(out_dir / "samples"), "samples")
+            mlflow_lib.log_artifact(str(out_dir / "checkpoint.pt"), "checkpoint")
+            mlflow_lib.log_artifact(str(out_dir / "losses.jsonl"))
+            for name in ("before", "after"):
+                mlflow_lib.log_artifact(str(out_dir / f"flip_inversion_{name}.png"),
+                                        "flip_inversion")
+            version = log_generator(generator, "dcgan", cfg.nz,
+                                    {"variant": variant, "run_id": run.info.run_id})
+        context.log.info(f"dcgan {variant}: {summary['images_per_s']} images/s, "
+                         f"registered fashion-dcgan version {version}")
+        last = sorted((out_dir / "samples").glob("*.png"))[-1]
+        return MaterializeResult(metadata={
+            "mlflow_run_id": run.info.run_id,
+            "model": f"fashion-dcgan version {version}",
+            "steps": summary["steps"], "images_per_s": summary["images_per_s"],
+            "wall_s": summary["wall_s"],
+            "final_losses": MetadataValue.json(summary["final_losses"]),
+            "symmetry": MetadataValue.json(report),
+            "samples": MetadataValue.md(markdown_image(grid([last], cols=1, cell=512),
+                                                       "samples")),
+            "run_dir": MetadataValue.path(str(out_dir)),
+        })
+
+    return _train
+
+
+dcgan_assets = [dcgan_asset(v) for v in VARIANTS]

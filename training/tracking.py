@@ -1,0 +1,57 @@
+"""MLflow helpers: one run per training, generators registered as `fashion-<family>`.
+
+Tracking URI from MLFLOW_TRACKING_URI, default sqlite:///assets_store/mlflow/mlflow.db, artifacts
+under assets_store/mlflow/artifacts (contract 6). MLflow 3 refuses the plain file store, hence
+sqlite; registry stages are deprecated, so the best version gets the alias `champion`.
+"""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENT = "fashion-gan"
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI",
+                          f"sqlite:///{REPO_ROOT / 'assets_store' / 'mlflow' / 'mlflow.db'}")
+
+
+@contextmanager
+def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: str | None = None,
+               tags: dict | None = None):
+    """Start a run in the project's experiment, creating the store and experiment if needed."""
+    import mlflow
+
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    root = Path(artifact_root or REPO_ROOT / "assets_store" / "mlflow" / "artifacts")
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=root.resolve().as_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        yield run
+
+
+def log_generator(netG: torch.nn.Module, family: str, nz: int, tags: dict | None = None) -> str:
+    """Log the generator as an MLflow model (pt2 export, which needs an input example; a batch
+    of 4 keeps the batch dimension dynamic) and register it as fashion-<family>. Returns the
+    new version."""
+    import mlflow
+
+    netG = netG.float().to(memory_format=torch.contiguous_format).cpu().eval()
+    example = np.random.default_rng(0).standard_normal((4, nz, 1, 1)).astype(np.float32)
+    info = mlflow.pytorch.log_model(netG, name="generator", input_example=example,
+                                    registered_model_name=f"fashion-{family}")
+    version = str(info.registered_model_version)
+    if tags:
+        client = mlflow.MlflowClient()
+        for k, v in tags.items():
+            client.set_model_version_tag(f"fashion-{family}", version, k, str(v))
+    return version
