@@ -15,6 +15,7 @@ from dagster import (
     define_asset_job,
     load_asset_checks_from_modules,
     load_assets_from_modules,
+    multiprocess_executor,
     schedule,
 )
 
@@ -25,6 +26,11 @@ from pipelines.assets import segmentation as segmentation_assets
 from pipelines.assets import training as training_assets
 from pipelines.partitions import REAL_SHOPS, shop_partitions
 from pipelines.resources import CrawlResource, MLflowResource, StorageResource
+
+# Steps run in parallel except training steps, which take the machine's accelerator (or all of
+# its cores) one at a time.
+executor = multiprocess_executor.configured({"tag_concurrency_limits": [
+    {"key": "fashion-gan/device", "value": "accelerator", "limit": 1}]})
 
 ASSET_MODULES = [scrape_assets, catalogue_assets, model_image_assets, segmentation_assets,
                  training_assets]
@@ -90,6 +96,7 @@ def build_definitions(**resources) -> Definitions:
         schedules=schedules,
         sensors=[catalogue_after_scrape],
         resources={**defaults, **resources},
+        executor=executor,
     )
 
 

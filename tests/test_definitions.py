@@ -35,3 +35,15 @@ def test_schedule_requests_its_shop_partition():
         scheduled_execution_time=datetime(2026, 11, 23, 2, tzinfo=UTC))
     request = schedule(context)
     assert request.partition_key == "zalando" and request.run_key == "zalando-2026-11-23"
+
+
+def test_training_steps_run_one_at_a_time():
+    from pipelines.assets.training import TRAINING_TAG, dcgan_assets
+
+    for asset_def in dcgan_assets:
+        assert asset_def.op.tags.items() >= TRAINING_TAG.items()
+        assert asset_def.op.pool == "gpu"
+    for job in ("full_pipeline", "train_job"):
+        config = defs.resolve_job_def(job).executor_def.apply_config_mapping({}).value
+        assert {"key": "fashion-gan/device", "value": "accelerator", "limit": 1} in \
+            config["config"]["tag_concurrency_limits"]

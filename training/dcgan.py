@@ -130,7 +130,7 @@ def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,
                     d_fake_flip = bce(netD(fake.detach().flip(-1)), 0.0)
                     g_flip = bce(netD(fake.detach().flip(-1)), 1.0)
             values = (d_real, d_fake, g_orig, d_real_flip, d_fake_flip, g_flip)
-            row = {name: round(float(v), 5) for name, v in zip(LOSSES, values, strict=True)}
+            row = {name: round(v.item(), 5) for name, v in zip(LOSSES, values, strict=True)}
             row["d_loss_mean"] = round(sum(row[k] for k in LOSSES if k.startswith("d_")) / 4, 5)
             row["g_loss_mean"] = round((row["g_loss_orig"] + row["g_loss_flip"]) / 2, 5)
             with history.open("a") as f:

@@ -5,6 +5,7 @@ under assets_store/mlflow/artifacts (contract 6). MLflow 3 refuses the plain fil
 sqlite; registry stages are deprecated, so the best version gets the alias `champion`.
 """
 
+import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,13 +29,19 @@ def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: st
     import mlflow
 
     uri = tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
     root = Path(artifact_root or REPO_ROOT / "assets_store" / "mlflow" / "artifacts")
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        mlflow.create_experiment(EXPERIMENT, artifact_location=root.resolve().as_uri())
-    mlflow.set_experiment(EXPERIMENT)
+    lock_path = root.parent / ".setup.lock"
+    if uri.startswith("sqlite:///"):
+        lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    # Training assets run in parallel processes: the first one to touch a new sqlite store
+    # creates its tables and the experiment, and the others must wait rather than race.
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=root.resolve().as_uri())
+        mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         yield run
 

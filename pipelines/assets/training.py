@@ -13,6 +13,10 @@ from training.datasets import H5ImageDataset
 from training.dcgan import VARIANTS, DCGANConfig, load_generator, symmetry_report, train_dcgan
 from training.tracking import log_generator, mlflow_run
 
+# One training step at a time within a run (the executor limits this tag to 1): two trainings
+# side by side on a 2-core CPU, or one GPU, are each several times slower than in turn.
+TRAINING_TAG = {"fashion-gan/device": "accelerator"}
+
 
 class DCGANAssetConfig(Config):
     profile: str = "demo"  # demo: minutes on a 2-core CPU; full: the paper's settings (GPU)
@@ -28,10 +32,10 @@ class DCGANAssetConfig(Config):
 
 def dcgan_asset(variant: str):
     @asset(name=f"dcgan_{variant}", deps=[packshot_store, person_crops], group_name="training",
-           pool="gpu", description=f"DCGAN 64x64, {variant} variant: one MLflow run (params, "
-                                   "the six losses per step, sample grids, checkpoint, "
-                                   "flip-inversion grids), generator registered as "
-                                   "fashion-dcgan.")
+           pool="gpu", op_tags=TRAINING_TAG,
+           description=f"DCGAN 64x64, {variant} variant: one MLflow run (params, the six "
+                       "losses per step, sample grids, checkpoint, flip-inversion grids), "
+                       "generator registered as fashion-dcgan.")
     def _train(context: AssetExecutionContext, config: DCGANAssetConfig,
                storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
         import mlflow as mlflow_lib
