@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance, RunConfig, build_sensor_context
 
 from pipelines.assets.model_images import CropConfig, DetectorConfig
-from pipelines.assets.training import DCGANAssetConfig
+from pipelines.assets.training import ClassifierConfig, DCGANAssetConfig
 from pipelines.definitions import build_definitions, catalogue_after_scrape
 from pipelines.processing.catalogue import THESIS_COLUMNS
 from pipelines.processing.images import decodes
@@ -48,7 +48,9 @@ def env(tmp_path_factory):
 FAST = RunConfig(ops={
     "person_detector": DetectorConfig(steps=4, batch_size=2),
     "person_crops": CropConfig(min_score=0.0),
-    **{f"dcgan_{v}": DCGANAssetConfig(steps=2, batch_size=4, ngf=8, ndf=8, repair_steps=3)
+    "attribute_classifier": ClassifierConfig(steps=3, width=8),
+    **{f"dcgan_{v}": DCGANAssetConfig(steps=2, batch_size=4, ngf=8, ndf=8, repair_steps=3,
+                                      eval_samples=60)
        for v in VARIANTS}})
 
 
@@ -129,9 +131,19 @@ def test_dcgan_runs_in_mlflow(env):
         history = client.get_metric_history(run.info.run_id, "g_loss_flip")
         assert [m.step for m in history] == [0, 1]  # per-step losses, flip terms included
         assert {"symmetry_error_real", "symmetry_error_generated", "symmetry_error_repaired",
-                "flip_inversion_reconstruction_error"} <= set(run.data.metrics)
+                "flip_inversion_reconstruction_error", "frechet_distance", "kid", "precision",
+                "recall", "mode_coverage"} <= set(run.data.metrics)
+        assert 0.0 <= run.data.metrics["mode_coverage"] <= 1.0
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"samples", "checkpoint", "flip_inversion", "losses.jsonl"} <= artifacts
+
+
+def test_attribute_classifier(env):
+    meta = metadata(env["first"], "attribute_classifier")
+    assert set(meta["test_accuracy"]) >= {"category", "color"}
+    assert all(0.0 <= v <= 1.0 for v in meta["test_accuracy"].values())
+    assert meta["heads"]["category"] == 7 and meta["heads"]["color"] == 9
+    assert (env["store"] / "models" / "attribute_classifier.pt").exists()
 
 
 def test_translation_matches_demo_truth(env):

@@ -9,8 +9,10 @@ from pipelines.assets.catalogue import packshot_store
 from pipelines.assets.model_images import person_crops
 from pipelines.processing.images import grid, markdown_image
 from pipelines.resources import MLflowResource, StorageResource
+from training.classifier import load_classifier, save_classifier, train_classifier
 from training.datasets import H5ImageDataset
 from training.dcgan import VARIANTS, DCGANConfig, load_generator, symmetry_report, train_dcgan
+from training.evaluation import evaluate_generator
 from training.tracking import log_generator, mlflow_run
 
 # One training step at a time within a run (the executor limits this tag to 1): two trainings
@@ -28,10 +30,46 @@ class DCGANAssetConfig(Config):
     seed: int = 0
     bf16: bool = True
     repair_steps: int = 100
+    eval_samples: int = 1000  # generated images the metrics are computed on
+
+
+class ClassifierConfig(Config):
+    steps: int = 400
+    batch_size: int = 32
+    lr: float = 2e-3
+    width: int = 32
+    holdout: float = 0.2
+    seed: int = 0
+
+
+@asset(deps=[packshot_store], group_name="training", pool="gpu", op_tags=TRAINING_TAG,
+       description="A head per attribute on 64x64 packshots; test accuracy per head. Its "
+                   "features are the offline feature space of the GAN metrics. "
+                   "models/attribute_classifier.pt")
+def attribute_classifier(context: AssetExecutionContext, config: ClassifierConfig,
+                         storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
+    import mlflow as mlflow_lib
+
+    out = storage.path("models", "attribute_classifier.pt")
+    with mlflow_run("attribute-classifier", mlflow.tracking_uri, mlflow.artifact_root,
+                    {"family": "classifier", "dagster_run_id": context.run_id}) as run:
+        mlflow_lib.log_params(config.model_dump())
+        result = train_classifier(storage.path("datasets", "packshots.h5"), config.steps,
+                                  config.batch_size, config.lr, config.seed, config.holdout,
+                                  config.width, log=context.log.info)
+        save_classifier(result, out, config.width)
+        mlflow_lib.log_metrics({f"test_accuracy_{k}": v for k, v in result.accuracy.items()})
+        mlflow_lib.log_artifact(str(out), "model")
+    return MaterializeResult(metadata={
+        "test_accuracy": MetadataValue.json(result.accuracy),
+        "heads": MetadataValue.json({k: len(v) for k, v in result.values.items()}),
+        "train_wall_s": round(result.wall_s, 1), "mlflow_run_id": run.info.run_id,
+        "path": MetadataValue.path(str(out))})
 
 
 def dcgan_asset(variant: str):
-    @asset(name=f"dcgan_{variant}", deps=[packshot_store, person_crops], group_name="training",
+    @asset(name=f"dcgan_{variant}", deps=[packshot_store, person_crops, attribute_classifier],
+           group_name="training",
            pool="gpu", op_tags=TRAINING_TAG,
            description=f"DCGAN 64x64, {variant} variant: one MLflow run (params, the six "
                        "losses per step, sample grids, checkpoint, flip-inversion grids), "
@@ -58,7 +96,12 @@ def dcgan_asset(variant: str):
             for name, images in (("before", before), ("after", after)):
                 save_image(images, out_dir / f"flip_inversion_{name}.png", nrow=8,
                            normalize=True, value_range=(-1, 1))
-            mlflow_lib.log_metrics({**report, "images_per_s": summary["images_per_s"],
+            classifier, values = load_classifier(storage.path("models",
+                                                              "attribute_classifier.pt"))
+            scores = evaluate_generator(generator, cfg.nz, H5ImageDataset(
+                storage.path("datasets", "packshots.h5")), classifier, values,
+                n=config.eval_samples, seed=cfg.seed)
+            mlflow_lib.log_metrics({**report, **scores, "images_per_s": summary["images_per_s"],
                                     "wall_s": summary["wall_s"]})
             mlflow_lib.log_artifacts(str(out_dir / "samples"), "samples")
             mlflow_lib.log_artifact(str(out_dir / "checkpoint.pt"), "checkpoint")
@@ -78,6 +121,7 @@ def dcgan_asset(variant: str):
             "wall_s": summary["wall_s"],
             "final_losses": MetadataValue.json(summary["final_losses"]),
             "symmetry": MetadataValue.json(report),
+            "metrics": MetadataValue.json(scores),
             "samples": MetadataValue.md(markdown_image(grid([last], cols=1, cell=512),
                                                        "samples")),
             "run_dir": MetadataValue.path(str(out_dir)),

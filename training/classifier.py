@@ -1,0 +1,105 @@
+"""Train the attribute classifier on packshots.h5 (images + the 42 one-hot label columns).
+
+Each attribute column (category, color, length, …) is one softmax head; products whose shop
+did not state a column have no target for that head and are left out of its loss and accuracy.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.datasets import H5ImageDataset
+from training.models.classifier import AttributeClassifier, define_classifier
+
+MISSING = -1
+
+
+def label_targets(labels: np.ndarray, names: list[str]) -> tuple[dict[str, np.ndarray],
+                                                                  dict[str, list[str]]]:
+    """One-hot columns `<column>_<value>` -> per column a class index (MISSING if none)."""
+    columns: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        column = next(c for c in ("sleeve_length", "category", "color", "length", "fit",
+                                  "pattern", "neckline", "occasion") if name.startswith(c + "_"))
+        columns.setdefault(column, []).append(i)
+    targets, values = {}, {}
+    for column, idx in columns.items():
+        block = labels[:, idx]
+        target = block.argmax(1).astype(np.int64)
+        target[block.sum(1) == 0] = MISSING
+        targets[column] = target
+        values[column] = [names[i][len(column) + 1:] for i in idx]
+    return targets, values
+
+
+@dataclass
+class ClassifierResult:
+    model: AttributeClassifier
+    values: dict[str, list[str]]
+    accuracy: dict[str, float]  # per head, on the held-out images
+    wall_s: float
+
+
+def train_classifier(data_path: Path, steps: int = 300, batch_size: int = 32, lr: float = 2e-3,
+                     seed: int = 0, holdout: float = 0.2, width: int = 32,
+                     log: Callable[[str], None] | None = None) -> ClassifierResult:
+    """Train on a random (seeded) 1 - holdout of the images, report accuracy on the rest.
+    The catalogue's own test split (1%) is too small on the demo to measure anything."""
+    torch.manual_seed(seed)
+    data = H5ImageDataset(data_path, flip=True, seed=seed)
+    with h5py.File(data_path, "r") as f:
+        labels = f["labels"][:]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["label_names"]]
+    targets, values = label_targets(labels, names)
+    heads = {c: len(v) for c, v in values.items()}
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data), generator=g)
+    n_test = max(1, int(round(holdout * len(data))))
+    test_idx, train_idx = order[:n_test], order[n_test:]
+    y = {c: torch.from_numpy(t) for c, t in targets.items()}
+    model = define_classifier(heads, width)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    t0 = time.perf_counter()
+    model.train()
+    for step in range(steps):
+        idx = train_idx[torch.randint(0, len(train_idx), (batch_size,), generator=g)]
+        out = model(data.batch(idx))
+        loss = sum(F.cross_entropy(out[c], y[c][idx], ignore_index=MISSING)
+                   for c in heads if (y[c][idx] != MISSING).any())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if log and step % 50 == 0:
+            log(f"classifier step {step}/{steps} loss {loss.item():.3f}")
+    model.eval()
+    data.flip = False
+    with torch.no_grad():
+        out = model(data.batch(test_idx))
+    accuracy = {}
+    for c in heads:
+        known = y[c][test_idx] != MISSING
+        if known.any():
+            pred = out[c].argmax(1)[known]
+            accuracy[c] = round(float((pred == y[c][test_idx][known]).float().mean()), 4)
+    return ClassifierResult(model, values, accuracy, time.perf_counter() - t0)
+
+
+def save_classifier(result: ClassifierResult, path: Path, width: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": result.model.state_dict(), "values": result.values,
+                "width": width, "accuracy": result.accuracy}, path)
+    return path
+
+
+def load_classifier(path: Path) -> tuple[AttributeClassifier, dict[str, list[str]]]:
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    model = define_classifier({k: len(v) for k, v in saved["values"].items()}, saved["width"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved["values"]
