@@ -47,16 +47,18 @@ model_images_job = define_asset_job(
     "model_images_job", selection=AssetSelection.groups("model_images", "segmentation"),
     description="Front-photo selection, person detector and crops, segmentation store.")
 train_job = define_asset_job(
-    "train_job", selection=AssetSelection.groups("training"),
+    "train_job", selection=AssetSelection.groups("training", "evaluation"),
     description="Train every GAN family on the prepared datasets, logged to MLflow.")
 full_pipeline = define_asset_job(
     "full_pipeline",
     selection=AssetSelection.assets(scrape_assets.raw_products)
-    | AssetSelection.groups("catalogue", "model_images", "segmentation", "training"),
+    | AssetSelection.groups("catalogue", "model_images", "segmentation", "training",
+                            "evaluation"),
     partitions_def=shop_partitions,
     tags={"dagster/partition": "demo"},  # the demo shop end to end, with no argument needed
     description="The demo shop end to end: crawl -> catalogue -> labels -> splits -> front "
-                "photos -> person detector and crops -> segmentation store -> GAN training.")
+                "photos -> person detector and crops -> segmentation store -> GAN training -> "
+                "leaderboard.")
 
 
 def weekly_scrape_schedule(shop: str, hour: int):

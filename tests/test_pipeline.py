@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance, RunConfig, build_sensor_context
 
 from pipelines.assets.model_images import CropConfig, DetectorConfig
-from pipelines.assets.training import ClassifierConfig, DCGANAssetConfig
+from pipelines.assets.training import ClassifierConfig, DCGANAssetConfig, LeaderboardConfig
 from pipelines.definitions import build_definitions, catalogue_after_scrape
 from pipelines.processing.catalogue import THESIS_COLUMNS
 from pipelines.processing.images import decodes
@@ -49,6 +49,7 @@ FAST = RunConfig(ops={
     "person_detector": DetectorConfig(steps=4, batch_size=2),
     "person_crops": CropConfig(min_score=0.0),
     "attribute_classifier": ClassifierConfig(steps=3, width=8),
+    "gan_leaderboard": LeaderboardConfig(samples=40),
     **{f"dcgan_{v}": DCGANAssetConfig(steps=2, batch_size=4, ngf=8, ndf=8, repair_steps=3,
                                       eval_samples=60)
        for v in VARIANTS}})
@@ -136,6 +137,21 @@ def test_dcgan_runs_in_mlflow(env):
         assert 0.0 <= run.data.metrics["mode_coverage"] <= 1.0
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"samples", "checkpoint", "flip_inversion", "losses.jsonl"} <= artifacts
+
+
+def test_leaderboard_crowns_a_champion(env):
+    import mlflow
+
+    store, first = env["store"], env["first"]
+    meta = metadata(first, "gan_leaderboard")
+    assert meta["models_scored"] == 3
+    table = pd.read_csv(store / "evaluation" / "leaderboard.csv")
+    assert set(table["variant"]) == set(VARIANTS) and table["frechet_distance"].notna().all()
+    best = int(table.sort_values(["frechet_distance", "version"]).iloc[0]["version"])
+    assert meta["champions"] == {"fashion-dcgan": best}
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
+    assert int(client.get_model_version_by_alias("fashion-dcgan", "champion").version) == best
+    assert "fashion-dcgan" in (store / "evaluation" / "leaderboard.md").read_text()
 
 
 def test_attribute_classifier(env):

@@ -20,8 +20,12 @@ def evaluate_generator(netG: torch.nn.Module, nz: int, data: H5ImageDataset,
                        n: int = 1000, seed: int = 0) -> dict[str, float]:
     """Fréchet distance, KID, precision/recall, mode coverage (category x colour classes the
     classifier finds in n samples) and symmetry error against the real images."""
+    try:
+        netG.eval()
+    except NotImplementedError:  # a generator loaded from the registry (torch.export) is
+        pass                     # already an inference graph and refuses .eval()
     g = torch.Generator().manual_seed(seed)
-    fake = torch.cat([netG.eval()(torch.randn(min(250, n - i), nz, 1, 1, generator=g))
+    fake = torch.cat([netG(torch.randn(min(250, n - i), nz, 1, 1, generator=g))
                       for i in range(0, n, 250)]).float().clamp(-1, 1)
     real = data.batch(torch.arange(len(data)))
     classifier.eval()

@@ -1,4 +1,5 @@
-"""Training assets: one MLflow run per model, the generator registered as fashion-<family>."""
+"""Training and evaluation assets: one MLflow run per model, generators registered as
+fashion-<family>, and the leaderboard that crowns each family's champion."""
 
 from dataclasses import asdict
 
@@ -13,6 +14,7 @@ from training.classifier import load_classifier, save_classifier, train_classifi
 from training.datasets import H5ImageDataset
 from training.dcgan import VARIANTS, DCGANConfig, load_generator, symmetry_report, train_dcgan
 from training.evaluation import evaluate_generator
+from training.leaderboard import markdown, score_registered, set_champions
 from training.tracking import log_generator, mlflow_run
 
 # One training step at a time within a run (the executor limits this tag to 1): two trainings
@@ -131,3 +133,40 @@ def dcgan_asset(variant: str):
 
 
 dcgan_assets = [dcgan_asset(v) for v in VARIANTS]
+
+
+class LeaderboardConfig(Config):
+    samples: int = 1000  # generated images per model version
+    max_versions: int = 20  # newest versions per registered model
+    seed: int = 0
+
+
+@asset(deps=[attribute_classifier, *dcgan_assets], group_name="evaluation",
+       description="Every registered generator (fashion-*) loaded from MLflow and scored with "
+                   "the same metrics; alias `champion` on each family's best version by "
+                   "Fréchet distance. evaluation/leaderboard.md")
+def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
+                    storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
+    import mlflow as mlflow_lib
+
+    classifier, values = load_classifier(storage.path("models", "attribute_classifier.pt"))
+    data = H5ImageDataset(storage.path("datasets", "packshots.h5"))
+    out_dir = storage.path("evaluation")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with mlflow_run("gan-leaderboard", mlflow.tracking_uri, mlflow.artifact_root,
+                    {"dagster_run_id": context.run_id}) as run:
+        client = mlflow_lib.MlflowClient()
+        table = score_registered(client, data, classifier, values, config.samples,
+                                 config.max_versions, config.seed)
+        champions = set_champions(client, table)
+        text = markdown(table, champions)
+        (out_dir / "leaderboard.md").write_text(text + "\n")
+        table.to_csv(out_dir / "leaderboard.csv", index=False)
+        mlflow_lib.log_artifact(str(out_dir / "leaderboard.md"))
+        mlflow_lib.log_artifact(str(out_dir / "leaderboard.csv"))
+    for model, version in champions.items():
+        context.log.info(f"{model}: champion is version {version}")
+    return MaterializeResult(metadata={
+        "models_scored": len(table), "champions": MetadataValue.json(champions),
+        "leaderboard": MetadataValue.md(text), "mlflow_run_id": run.info.run_id,
+        "path": MetadataValue.path(str(out_dir / "leaderboard.md"))})
