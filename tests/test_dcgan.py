@@ -70,3 +70,18 @@ def test_cli_prints_one_json_line(data, tmp_path):
         check=True, capture_output=True, text=True, timeout=300)
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 2 and {"images_per_s", "wall_s"} <= set(summary)
+
+
+def test_torchrun_two_cpu_processes(data, tmp_path):
+    """DDP over gloo: two processes train a few steps and agree on one result."""
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "training", "dcgan", "--steps", "3", "--batch-size", "4", "--ngf", "8",
+         "--ndf", "8", "--data", str(data), "--out", str(tmp_path / "ddp"), "--fp32"],
+        check=True, capture_output=True, text=True, timeout=300)
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # rank 0 reports for the job
+    summary = lines[0]
+    assert summary["world_size"] == 2 and summary["steps"] == 3
+    assert (tmp_path / "ddp" / "generator.pt").exists()
+    assert (tmp_path / "ddp" / "checkpoint.pt").exists()

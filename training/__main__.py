@@ -2,12 +2,17 @@
 
 Trains outside Dagster (a terminal, a cluster job) and ends by printing one JSON line with at
 least steps, images_per_s and wall_s. Re-running with the same --out resumes from its
-checkpoint.
+checkpoint. Data-parallel on several processes or GPUs with torchrun (DDP; gloo on the CPU,
+nccl on GPUs):
+
+    torchrun --standalone --nproc_per_node 2 -m training dcgan --data FILE --out DIR
 """
 
 import argparse
 import json
 import sys
+
+import torch.distributed
 
 from training.dcgan import VARIANTS, DCGANConfig, train_dcgan
 
@@ -32,7 +37,10 @@ def main(argv: list[str] | None = None) -> dict:
                               seed=args.seed, batch_size=args.batch_size, ngf=args.ngf,
                               ndf=args.ndf, bf16=False if args.fp32 else None)
     summary = train_dcgan(cfg, args.data, args.out)
-    print(json.dumps(summary), flush=True)
+    if summary["rank"] == 0:  # under torchrun, one line for the whole job
+        print(json.dumps(summary), flush=True)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return summary
 
 

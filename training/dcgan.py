@@ -13,13 +13,16 @@ the example's Sigmoid + BCELoss and safe under bf16 autocast.
 """
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torchvision.utils import save_image
 
 from training.checkpoint import load_checkpoint, save_checkpoint
@@ -59,6 +62,21 @@ class DCGANConfig:
         return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
+def init_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group:
+    gloo on the CPU, nccl on GPUs, one GPU per local rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
 def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(),
                                                                               target))
@@ -71,21 +89,31 @@ def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,
         raise ValueError(f"variant must be one of {VARIANTS}, got {cfg.variant!r}")
     out_dir = Path(out_dir)
     (out_dir / "samples").mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(cfg.seed)
-    data = H5ImageDataset(data_path, flip=cfg.variant == "augment", seed=cfg.seed)
+    rank, world, device = init_distributed()
+    lead = rank == 0  # only rank 0 writes files and logs
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    data = H5ImageDataset(data_path, flip=cfg.variant == "augment", seed=cfg.seed + rank)
     netG = define_G(cfg.nz, cfg.ngf).to(device)
     netD = define_D(3, cfg.ndf).to(device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     netG, netD = netG.to(memory_format=memory_format), netD.to(memory_format=memory_format)
     optD = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    gen = torch.Generator().manual_seed(cfg.seed)  # batch indices and noise
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank)  # batch indices and noise
     fixed_noise = torch.randn(64, cfg.nz, 1, 1, generator=torch.Generator().manual_seed(1))
     modules, optims = {"netG": netG, "netD": netD}, {"optG": optG, "optD": optD}
     generators = {"gen": gen, "data": data.generator}
     ckpt = out_dir / "checkpoint.pt"
     start = load_checkpoint(ckpt, modules, optims, generators) if ckpt.exists() else 0
+    if world > 1:
+        # Ranks resume from rank 0's checkpoint; each reseeds its own batch stream.
+        gen.manual_seed(cfg.seed + 1000 * rank + start)
+        # D runs on the same inputs pattern every step (static graph); G's loss goes through
+        # the plain netD, so D's reducer only sees the D step.
+        ddp_G = DDP(netG, static_graph=True)
+        ddp_D = DDP(netD, static_graph=True)
+    else:
+        ddp_G, ddp_D = netG, netD
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     history = out_dir / "losses.jsonl"
     t0, images_seen = time.perf_counter(), 0
@@ -99,11 +127,11 @@ def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,
         # (1) Update D
         netD.zero_grad(set_to_none=True)
         with autocast:
-            fake = netG(noise)
-            d_real, d_fake = bce(netD(real), 1.0), bce(netD(fake.detach()), 0.0)
+            fake = ddp_G(noise)
+            d_real, d_fake = bce(ddp_D(real), 1.0), bce(ddp_D(fake.detach()), 0.0)
             if cfg.variant == "symmetric":
-                d_real_flip = bce(netD(real.flip(-1)), 1.0)
-                d_fake_flip = bce(netD(fake.detach().flip(-1)), 0.0)
+                d_real_flip = bce(ddp_D(real.flip(-1)), 1.0)
+                d_fake_flip = bce(ddp_D(fake.detach().flip(-1)), 0.0)
                 errD = (d_real + d_fake + d_real_flip + d_fake_flip) / 4
             else:
                 errD = d_real + d_fake
@@ -121,9 +149,9 @@ def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,
                 errG = g_orig
         errG.backward()
         optG.step()
-        images_seen += cfg.batch_size
+        images_seen += cfg.batch_size * world
 
-        if measure:
+        if measure and lead:
             if cfg.variant != "symmetric":  # the flip terms, measured, not optimised
                 with torch.no_grad(), autocast:
                     d_real_flip = bce(netD(real.flip(-1)), 1.0)
@@ -137,20 +165,24 @@ def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,
                 f.write(json.dumps({"step": step, **row}) + "\n")
             if log_metrics:
                 log_metrics(step, row)
-        if (step + 1) % cfg.sample_every == 0 or step == cfg.steps - 1:
+        if lead and ((step + 1) % cfg.sample_every == 0 or step == cfg.steps - 1):
             with torch.no_grad():
                 grid = netG.eval()(fixed_noise.to(device)).float()
                 netG.train()
             save_image(grid, out_dir / "samples" / f"step_{step + 1:06d}.png", nrow=8,
                        normalize=True, value_range=(-1, 1))
-        if (step + 1) % cfg.checkpoint_every == 0 or step == cfg.steps - 1:
+        if lead and ((step + 1) % cfg.checkpoint_every == 0 or step == cfg.steps - 1):
             save_checkpoint(ckpt, step + 1, modules, optims, generators, asdict(cfg))
     wall = time.perf_counter() - t0
-    torch.save(netG.state_dict(), out_dir / "generator.pt")
+    if lead:
+        torch.save(netG.state_dict(), out_dir / "generator.pt")
+    if world > 1:
+        dist.barrier()
     return {"family": "dcgan", "variant": cfg.variant, "steps": cfg.steps,
             "steps_run": cfg.steps - start, "resumed_from": start,
             "images_per_s": round(images_seen / wall, 2) if images_seen else 0.0,
             "wall_s": round(wall, 2), "device": device.type, "bf16": cfg.bf16,
+            "world_size": world, "rank": rank,
             "final_losses": row, "out": str(out_dir)}
 
 
