@@ -16,6 +16,7 @@ from dagster import (
 from PIL import Image
 
 from pipelines.assets.catalogue import catalogue
+from pipelines.assets.pools import POOL, TRAINING_TAG
 from pipelines.processing.catalogue import read_catalogue
 from pipelines.processing.demo_truth import front_accuracy, load_truth, photos_by_url
 from pipelines.processing.front_view import compute_features, photo_table, select_front
@@ -114,7 +115,7 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
     return MaterializeResult(metadata=metadata)
 
 
-@asset(deps=[catalogue], group_name="model_images",
+@asset(deps=[catalogue], group_name="model_images", pool=POOL, op_tags=TRAINING_TAG,
        description="The Faster R-CNN person detector's weights file: torchvision COCO weights "
                    "or a given file when configured, else fine-tuned on the demo's boxes.")
 def person_detector(context: AssetExecutionContext, config: DetectorConfig,

@@ -8,6 +8,7 @@ from torchvision.utils import save_image
 
 from pipelines.assets.catalogue import packshot_store
 from pipelines.assets.model_images import person_crops
+from pipelines.assets.pools import POOL, TRAINING_TAG
 from pipelines.processing.images import grid, markdown_image
 from pipelines.resources import MLflowResource, StorageResource
 from training.classifier import load_classifier, save_classifier, train_classifier
@@ -16,10 +17,6 @@ from training.dcgan import VARIANTS, DCGANConfig, load_generator, symmetry_repor
 from training.evaluation import evaluate_generator
 from training.leaderboard import markdown, score_registered, set_champions
 from training.tracking import log_generator, mlflow_run
-
-# One training step at a time within a run (the executor limits this tag to 1): two trainings
-# side by side on a 2-core CPU, or one GPU, are each several times slower than in turn.
-TRAINING_TAG = {"fashion-gan/device": "accelerator"}
 
 
 class DCGANAssetConfig(Config):
@@ -44,7 +41,7 @@ class ClassifierConfig(Config):
     seed: int = 0
 
 
-@asset(deps=[packshot_store], group_name="training", pool="gpu", op_tags=TRAINING_TAG,
+@asset(deps=[packshot_store], group_name="training", pool=POOL, op_tags=TRAINING_TAG,
        description="A head per attribute on 64x64 packshots; test accuracy per head. Its "
                    "features are the offline feature space of the GAN metrics. "
                    "models/attribute_classifier.pt")
@@ -72,7 +69,7 @@ def attribute_classifier(context: AssetExecutionContext, config: ClassifierConfi
 def dcgan_asset(variant: str):
     @asset(name=f"dcgan_{variant}", deps=[packshot_store, person_crops, attribute_classifier],
            group_name="training",
-           pool="gpu", op_tags=TRAINING_TAG,
+           pool=POOL, op_tags=TRAINING_TAG,
            description=f"DCGAN 64x64, {variant} variant: one MLflow run (params, the six "
                        "losses per step, sample grids, checkpoint, flip-inversion grids), "
                        "generator registered as fashion-dcgan.")
