@@ -16,6 +16,7 @@ from pipelines.processing.person_detector import (
     DetectorWeightsError,
     box_ious,
     build_detector,
+    crop_people,
     crop_square,
     detect_people,
     load_detector,
@@ -105,6 +106,17 @@ def test_detector_trains_saves_and_loads(photos, tmp_path):
     assert len(found) == 4
     for hit in found:
         assert hit is None or (hit[0].shape == (4,) and 0.0 <= hit[1] <= 1.0)
+    # crop_people over files: a broken file is counted, every other photo accounted for
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(images[i]).save(paths[-1])
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    crops = crop_people(model, [(i, p) for i, p in enumerate(paths + [tmp_path / "broken.jpg"])],
+                        size=32, batch_size=2, min_score=0.0, chunk=2)
+    assert crops.drops["unreadable"] == 1
+    assert len(crops.keys) + crops.drops["no_person"] == 3
+    assert all(c.shape == (32, 32, 3) for c in crops.images)
 
 
 def test_crop_square_and_iou():

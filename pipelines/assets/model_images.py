@@ -25,7 +25,7 @@ from pipelines.processing.images import array_grid, grid, markdown_image
 from pipelines.processing.person_detector import (
     DetectorWeightsError,
     box_ious,
-    crop_square,
+    crop_people,
     detect_people,
     held_out,
     load_detector,
@@ -175,29 +175,11 @@ def person_crops(context: AssetExecutionContext, config: CropConfig,
                  storage: StorageResource) -> MaterializeResult:
     fronts = pd.read_parquet(storage.path("model_images", "front_model_images.parquet"))
     model, meta = load_detector(storage.path("models", "person_detector.pt"))
-    ids, crops, boxes, scores, urls = [], [], [], [], []
-    drops = {"unreadable": 0, "no_person": 0}
-    chunk = 64
-    for start in range(0, len(fronts), chunk):
-        rows = fronts.iloc[start:start + chunk]
-        images, kept = [], []
-        for row in rows.itertuples(index=False):
-            try:
-                images.append(_load_rgb(storage.path(row.image_path)))
-                kept.append(row)
-            except OSError:
-                drops["unreadable"] += 1
-        found = detect_people(model, images, config.batch_size, config.min_score)
-        for row, image, hit in zip(kept, images, found, strict=True):
-            if hit is None:
-                drops["no_person"] += 1
-                context.log.info(f"no person found in {row.image_path} ({row.id})")
-                continue
-            ids.append(row.id)
-            urls.append(row.image_url)
-            boxes.append(hit[0])
-            scores.append(hit[1])
-            crops.append(crop_square(image, hit[0], config.size, config.margin))
+    result = crop_people(model, [(i, storage.path(p)) for i, p in enumerate(fronts["image_path"])],
+                         config.size, config.margin, config.batch_size, config.min_score)
+    kept = fronts.iloc[result.keys]
+    ids, urls, crops = list(kept["id"]), list(kept["image_url"]), result.images
+    boxes, scores, drops = result.boxes, result.scores, result.drops
     out = storage.path("datasets", "person_crops.h5")
     images = np.stack(crops) if crops else np.zeros((0, config.size, config.size, 3), np.uint8)
     write_image_store(out, ids, images, {

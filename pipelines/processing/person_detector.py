@@ -222,3 +222,41 @@ def box_ious(pred: Sequence[Sequence[float]], truth: Sequence[Sequence[float]]) 
     p = torch.tensor(np.asarray(pred, np.float32)).reshape(-1, 4)
     t = torch.tensor(np.asarray(truth, np.float32)).reshape(-1, 4)
     return box_iou(p, t).diagonal().numpy()
+
+
+@dataclass
+class Crops:
+    """People cut out of photos: one row per photo where a person was found."""
+
+    keys: list = field(default_factory=list)  # the caller's key of each cropped photo
+    images: list[np.ndarray] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    drops: dict[str, int] = field(default_factory=lambda: {"unreadable": 0, "no_person": 0})
+
+
+def crop_people(model: FasterRCNN, photos: Sequence[tuple[object, Path]], size: int = 64,
+                margin: float = 0.05, batch_size: int = 8, min_score: float = 0.5,
+                chunk: int = 64) -> Crops:
+    """Detect and crop the person in each (key, path) photo, `chunk` photos in memory at a
+    time; unreadable photos and photos without a person are counted in `drops`."""
+    out = Crops()
+    for start in range(0, len(photos), chunk):
+        images, keys = [], []
+        for key, path in photos[start:start + chunk]:
+            try:
+                with Image.open(path) as im:
+                    images.append(np.asarray(im.convert("RGB")))
+                keys.append(key)
+            except OSError:
+                out.drops["unreadable"] += 1
+        for key, image, hit in zip(keys, images, detect_people(model, images, batch_size,
+                                                               min_score), strict=True):
+            if hit is None:
+                out.drops["no_person"] += 1
+                continue
+            out.keys.append(key)
+            out.boxes.append(hit[0])
+            out.scores.append(hit[1])
+            out.images.append(crop_square(image, hit[0], size, margin))
+    return out
