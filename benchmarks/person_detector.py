@@ -15,20 +15,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.demo_store import demo_store  # noqa: E402
 from pipelines.processing.catalogue import read_catalogue  # noqa: E402
-from pipelines.processing.demo_truth import load_truth, photos_by_url  # noqa: E402
+from pipelines.processing.demo_truth import annotated_photos, load_truth  # noqa: E402
 from pipelines.processing.front_view import photo_table  # noqa: E402
 from pipelines.processing.person_detector import (  # noqa: E402
-    box_ious,
     detect_people,
+    evaluate_detector,
     held_out,
+    load_rgb,
     train_detector,
 )
 
@@ -41,23 +40,18 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = demo_store(Path(tmp), args.products)
-        by_url = photos_by_url(load_truth(store / "raw" / "demo" / "truth.json"))
-        rows = [(pid, store / path, by_url[url]) for pid, path, url in
-                photo_table(read_catalogue(store / "catalogue")).itertuples(index=False)]
-        load = lambda p: np.asarray(Image.open(p).convert("RGB"))  # noqa: E731
-        train = [r for r in rows if not held_out(r[0])]
-        test = [r for r in rows if held_out(r[0]) and r[2]["view"] == "front"]
-        images = [load(r[1]) for r in train]
-        result = train_detector(images, [r[2]["box"] for r in train], steps=args.steps)
+        photos = annotated_photos(photo_table(read_catalogue(store / "catalogue")),
+                                  load_truth(store / "raw" / "demo" / "truth.json"))
+        train = [p for p in photos if not held_out(p[0])]
+        test = [p for p in photos if held_out(p[0]) and p[2]["view"] == "front"]
+        images = [load_rgb(store / p[1]) for p in train]
+        result = train_detector(images, [p[2]["box"] for p in train], steps=args.steps)
         print(f"trained on {len(train)} photos, {args.steps} steps, batch 8: "
               f"{result.wall_s:.0f} s ({result.wall_s / args.steps:.2f} s/step)")
-        test_images = [load(r[1]) for r in test]
-        found = detect_people(result.model, test_images, min_score=0.5)
-        ious = [float(box_ious([f[0]], [r[2]["box"]])[0]) if f else 0.0
-                for f, r in zip(found, test, strict=True)]
-        recall = sum(f is not None for f in found) / len(found)
-        print(f"held-out front photos: {len(test)}; mean IoU {np.mean(ious):.3f}; "
-              f"IoU >= 0.5: {np.mean(np.array(ious) >= 0.5):.1%}; recall {recall:.1%}")
+        test_images = [load_rgb(store / p[1]) for p in test]
+        s = evaluate_detector(result.model, test_images, [p[2]["box"] for p in test])
+        print(f"held-out front photos: {s['photos']}; mean IoU {s['mean_iou']:.3f}; "
+              f"IoU >= 0.5: {s['iou_over_half']:.1%}; recall {s['recall']:.1%}")
         print(f"\n| batch | images/s (torch {torch.__version__}, {torch.get_num_threads()} "
               "threads) |\n|---|---|")
         pool = (test_images * 8)[:64]

@@ -19,6 +19,7 @@ from pipelines.processing.person_detector import (
     crop_people,
     crop_square,
     detect_people,
+    evaluate_detector,
     load_detector,
     save_detector,
     train_detector,
@@ -106,6 +107,9 @@ def test_detector_trains_saves_and_loads(photos, tmp_path):
     assert len(found) == 4
     for hit in found:
         assert hit is None or (hit[0].shape == (4,) and 0.0 <= hit[1] <= 1.0)
+    scores = evaluate_detector(model, images[:4], boxes[:4], min_score=0.0)
+    assert scores["photos"] == 4
+    assert all(0.0 <= scores[k] <= 1.0 for k in ("mean_iou", "iou_over_half", "recall"))
     # crop_people over files: a broken file is counted, every other photo accounted for
     paths = []
     for i in range(3):

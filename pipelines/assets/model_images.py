@@ -13,12 +13,16 @@ from dagster import (
     asset,
     asset_check,
 )
-from PIL import Image
 
 from pipelines.assets.catalogue import catalogue
 from pipelines.assets.pools import POOL, TRAINING_TAG
 from pipelines.processing.catalogue import read_catalogue
-from pipelines.processing.demo_truth import front_accuracy, load_truth, photos_by_url
+from pipelines.processing.demo_truth import (
+    annotated_photos,
+    front_accuracy,
+    load_truth,
+    photos_by_url,
+)
 from pipelines.processing.front_view import compute_features, photo_table, select_front
 from pipelines.processing.h5store import read_image_store, write_image_store
 from pipelines.processing.images import array_grid, grid, markdown_image
@@ -26,9 +30,10 @@ from pipelines.processing.person_detector import (
     DetectorWeightsError,
     box_ious,
     crop_people,
-    detect_people,
+    evaluate_detector,
     held_out,
     load_detector,
+    load_rgb,
     save_detector,
     train_detector,
 )
@@ -58,11 +63,6 @@ class CropConfig(Config):
     margin: float = 0.05
     batch_size: int = 8
     min_score: float = 0.5
-
-
-def _load_rgb(path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 @asset(deps=[catalogue], group_name="model_images",
@@ -124,13 +124,11 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
     truth_path = storage.path("raw", "demo", "truth.json")
     samples = []
     if truth_path.exists():
-        cat = read_catalogue(storage.path("catalogue"))
-        by_url = photos_by_url(load_truth(truth_path))
-        samples = [(pid, url, path, by_url[url]) for pid, path, url in
-                   photo_table(cat).itertuples(index=False) if url in by_url]
+        samples = annotated_photos(photo_table(read_catalogue(storage.path("catalogue"))),
+                                   load_truth(truth_path))
     train = [s for s in samples if not held_out(s[0], config.seed, config.holdout)]
     test = [s for s in samples if held_out(s[0], config.seed, config.holdout)
-            and s[3]["view"] == "front"]
+            and s[2]["view"] == "front"]
     metadata = {}
     if config.weights:
         model, meta = load_detector(config.weights, config.variant)
@@ -145,8 +143,8 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
         if len(train) > config.max_train_photos:
             train = [train[i] for i in sorted(rng.choice(len(train), config.max_train_photos,
                                                          replace=False))]
-        images = [_load_rgb(storage.path(s[2])) for s in train]
-        result = train_detector(images, [s[3]["box"] for s in train], config.steps,
+        images = [load_rgb(storage.path(s[1])) for s in train]
+        result = train_detector(images, [s[2]["box"] for s in train], config.steps,
                                 config.batch_size, config.lr, config.seed, log=context.log.info)
         model = result.model
         meta = {"trained_on": "demo shop boxes", "train_photos": len(train),
@@ -155,14 +153,11 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
         save_detector(model, "demo_small", out, meta)
         metadata.update({k: v for k, v in meta.items()})
     if test:
-        found = detect_people(model, [_load_rgb(storage.path(s[2])) for s in test],
-                              min_score=config.min_score)
-        ious = [float(box_ious([f[0]], [s[3]["box"]])[0]) if f else 0.0
-                for f, s in zip(found, test, strict=True)]
-        metadata.update({"heldout_front_photos": len(test),
-                         "heldout_mean_iou": round(float(np.mean(ious)), 4),
-                         "heldout_recall": round(sum(f is not None for f in found) / len(test),
-                                                 4)})
+        scores = evaluate_detector(model, [load_rgb(storage.path(s[1])) for s in test],
+                                   [s[2]["box"] for s in test], config.min_score)
+        metadata.update({"heldout_front_photos": scores["photos"],
+                         "heldout_mean_iou": scores["mean_iou"],
+                         "heldout_recall": scores["recall"]})
     metadata["variant"] = meta.get("variant", "demo_small")
     metadata["path"] = MetadataValue.path(str(out))
     return MaterializeResult(metadata=metadata)

@@ -28,3 +28,11 @@ def front_accuracy(image_urls, truth: dict) -> float:
     urls = list(image_urls)
     hits = [by_url.get(u, {}).get("view") == "front" for u in urls]
     return sum(hits) / len(hits) if hits else 0.0
+
+
+def annotated_photos(photos, truth: dict) -> list[tuple[str, str, dict]]:
+    """(product id, image_path, the photo's truth) for the rows of a photo table
+    (id, image_path, image_url) that the ground truth knows."""
+    by_url = photos_by_url(truth)
+    return [(pid, path, by_url[url]) for pid, path, url in photos.itertuples(index=False)
+            if url in by_url]

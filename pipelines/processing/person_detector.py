@@ -163,6 +163,24 @@ def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]
     return TrainResult(model.eval(), steps, time.perf_counter() - t0, losses)
 
 
+def load_rgb(path: Path) -> np.ndarray:
+    """A photo as uint8 RGB (H, W, 3)."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def evaluate_detector(model: FasterRCNN, images: Sequence[np.ndarray],
+                      boxes: Sequence[Sequence[float]], min_score: float = 0.5) -> dict:
+    """Mean IoU of the best person box against the true box (0 where none is found), the
+    share with IoU >= 0.5, and recall (a person found with score >= min_score)."""
+    found = detect_people(model, images, min_score=min_score)
+    ious = np.array([float(box_ious([f[0]], [b])[0]) if f else 0.0
+                     for f, b in zip(found, boxes, strict=True)])
+    return {"photos": len(images), "mean_iou": round(float(ious.mean()), 4),
+            "iou_over_half": round(float((ious >= 0.5).mean()), 4),
+            "recall": round(sum(f is not None for f in found) / len(found), 4)}
+
+
 def held_out(product_id: str, seed: int = 0, share: float = 0.2) -> bool:
     """Whether a product is kept out of detector training (stable: a hash of seed and id)."""
     h = int(hashlib.sha1(f"{seed}:{product_id}".encode()).hexdigest()[:8], 16)
@@ -245,8 +263,7 @@ def crop_people(model: FasterRCNN, photos: Sequence[tuple[object, Path]], size: 
         images, keys = [], []
         for key, path in photos[start:start + chunk]:
             try:
-                with Image.open(path) as im:
-                    images.append(np.asarray(im.convert("RGB")))
+                images.append(load_rgb(path))
                 keys.append(key)
             except OSError:
                 out.drops["unreadable"] += 1
