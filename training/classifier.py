@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.datasets import H5ImageDataset
+from training.datasets import H5ImageDataset, holdout_split
 from training.models.classifier import AttributeClassifier, define_classifier
 
 MISSING = -1
@@ -59,9 +59,7 @@ def train_classifier(data_path: Path, steps: int = 300, batch_size: int = 32, lr
     targets, values = label_targets(labels, names)
     heads = {c: len(v) for c, v in values.items()}
     g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(data), generator=g)
-    n_test = max(1, int(round(holdout * len(data))))
-    test_idx, train_idx = order[:n_test], order[n_test:]
+    train_idx, test_idx = holdout_split(len(data), holdout, g)
     y = {c: torch.from_numpy(t) for c, t in targets.items()}
     model = define_classifier(heads, width)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)

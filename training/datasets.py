@@ -45,3 +45,11 @@ class H5ImageDataset(torch.utils.data.Dataset):
             flip = torch.rand(len(x), generator=self.generator) < 0.5
             x[flip] = x[flip].flip(-1)
         return x
+
+
+def holdout_split(n: int, fraction: float, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, held-out) indices: a seeded random `fraction` of n (at least one) held out."""
+    order = torch.randperm(n, generator=generator)
+    n_out = max(1, int(round(fraction * n)))
+    return order[n_out:], order[:n_out]

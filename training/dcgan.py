@@ -13,7 +13,6 @@ the example's Sigmoid + BCELoss and safe under bf16 autocast.
 """
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,15 +20,17 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torchvision.utils import save_image
 
 from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import ProfileConfig
 from training.datasets import H5ImageDataset
-from training.metrics import symmetry_error
+from training.grids import save_image_grid
+from training.losses import bce
+from training.metrics import flip_gap, mean_abs_error, symmetry_error
 from training.models.dcgan import define_D, define_G
 from training.repair import flip_inversion
+from training.runtime import init_distributed
 
 VARIANTS = ("baseline", "augment", "symmetric")
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss_orig", "d_loss_real_flip", "d_loss_fake_flip",
@@ -37,7 +38,7 @@ LOSSES = ("d_loss_real", "d_loss_fake", "g_loss_orig", "d_loss_real_flip", "d_lo
 
 
 @dataclass
-class DCGANConfig:
+class DCGANConfig(ProfileConfig):
     variant: str = "symmetric"
     steps: int = 300
     batch_size: int = 32
@@ -53,33 +54,9 @@ class DCGANConfig:
     sample_every: int = 100
     checkpoint_every: int = 100
 
-    @classmethod
-    def profile(cls, name: str, **overrides) -> "DCGANConfig":
-        """`demo`: small widths, minutes on a 2-core CPU; `full`: the paper's settings."""
-        base = {"demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "ndf": 64,
+    PROFILES = {"demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "ndf": 64,
                                      "sample_every": 1000, "checkpoint_every": 1000,
-                                     "log_every": 50}}[name]
-        return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
-
-
-def init_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group:
-    gloo on the CPU, nccl on GPUs, one GPU per local rank."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
-
-
-def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(),
-                                                                              target))
+                                     "log_every": 50}}
 
 
 def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,
@@ -167,10 +144,9 @@ def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,
                 log_metrics(step, row)
         if lead and ((step + 1) % cfg.sample_every == 0 or step == cfg.steps - 1):
             with torch.no_grad():
-                grid = netG.eval()(fixed_noise.to(device)).float()
+                save_image_grid(netG.eval()(fixed_noise.to(device)),
+                                out_dir / "samples" / f"step_{step + 1:06d}.png")
                 netG.train()
-            save_image(grid, out_dir / "samples" / f"step_{step + 1:06d}.png", nrow=8,
-                       normalize=True, value_range=(-1, 1))
         if lead and ((step + 1) % cfg.checkpoint_every == 0 or step == cfg.steps - 1):
             save_checkpoint(ckpt, step + 1, modules, optims, generators, asdict(cfg))
     wall = time.perf_counter() - t0
@@ -193,11 +169,20 @@ def load_generator(out_dir: Path, cfg: DCGANConfig) -> torch.nn.Module:
     return netG.eval()
 
 
+def load_discriminator(out_dir: Path, cfg: DCGANConfig) -> torch.nn.Module:
+    """The final discriminator of a run folder (from its checkpoint), on the CPU, in eval mode."""
+    netD = define_D(3, cfg.ndf)
+    state = torch.load(Path(out_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    netD.load_state_dict(state["modules"]["netD"])
+    return netD.eval()
+
+
 def symmetry_report(netG: torch.nn.Module, data: H5ImageDataset, nz: int, n: int = 256,
-                    n_repair: int = 16, repair_steps: int = 100, seed: int = 0
+                    n_repair: int = 16, repair_steps: int = 100, seed: int = 0,
+                    netD: torch.nn.Module | None = None
                     ) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """Symmetry error of real and generated images, and flip-inversion repair on n_repair
-    samples: (metrics, samples before, repaired after), images in [-1, 1]."""
+    """Symmetry error of real and generated images, the flip gap (with D), and flip-inversion
+    repair on n_repair samples: (metrics, samples before, repaired after), in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)
     real = data.batch(torch.randint(0, len(data), (n,), generator=g))
     z = torch.randn(n, nz, 1, 1, generator=g)
@@ -209,9 +194,10 @@ def symmetry_report(netG: torch.nn.Module, data: H5ImageDataset, nz: int, n: int
         "symmetry_error_real": symmetry_error(real),
         "symmetry_error_generated": symmetry_error(fake),
         "symmetry_error_repaired": symmetry_error(repaired),
-        "flip_inversion_reconstruction_error":
-            float((repaired - fake[:n_repair].flip(-1)).abs().mean()),
+        "flip_inversion_reconstruction_error": mean_abs_error(repaired, fake[:n_repair].flip(-1)),
         "flip_inversion_objective_start": history[0],
         "flip_inversion_objective_end": history[-1],
     }
+    if netD is not None:
+        metrics["flip_gap"] = flip_gap(netD.eval(), fake)
     return {k: round(v, 5) for k, v in metrics.items()}, fake[:n_repair], repaired

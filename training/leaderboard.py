@@ -13,13 +13,14 @@ from training.evaluation import evaluate_generator
 from training.models.classifier import AttributeClassifier
 
 COLUMNS = ["model", "version", "variant", "frechet_distance", "kid", "precision", "recall",
-           "mode_coverage", "symmetry_error_generated", "run_id"]
+           "mode_coverage", "symmetry_error_generated", "fid_inception", "run_id"]
 
 
 def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifier,
                      values: dict, n: int = 1000, max_versions: int = 20,
-                     seed: int = 0) -> pd.DataFrame:
-    """One row per registered version (the newest max_versions of each fashion-* model)."""
+                     seed: int = 0, inception=None) -> pd.DataFrame:
+    """One row per registered version (the newest max_versions of each fashion-* model),
+    sampled with the nz and latent distribution its version tags record."""
     import mlflow
 
     rows = []
@@ -28,9 +29,11 @@ def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifi
                           key=lambda v: int(v.version), reverse=True)[:max_versions]
         for v in versions:
             params = client.get_run(v.run_id).data.params if v.run_id else {}
+            nz = int(v.tags.get("nz", params.get("nz", 100)))
             netG = mlflow.pytorch.load_model(f"models:/{model.name}/{v.version}")
-            scores = evaluate_generator(netG, int(params.get("nz", 100)), data, classifier,
-                                        values, n=n, seed=seed)
+            scores = evaluate_generator(netG, nz, data, classifier, values, n=n, seed=seed,
+                                        latent=v.tags.get("latent", "normal"),
+                                        inception=inception)
             rows.append({"model": model.name, "version": int(v.version),
                          "variant": v.tags.get("variant", ""), "run_id": v.run_id, **scores})
     return pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
@@ -47,7 +50,8 @@ def set_champions(client, table: pd.DataFrame) -> dict[str, int]:
 
 
 def markdown(table: pd.DataFrame, champions: dict[str, int]) -> str:
-    shown = table.drop(columns=["run_id"]).sort_values(["model", "frechet_distance"]).copy()
+    shown = table.drop(columns=["run_id"]).dropna(axis=1, how="all")
+    shown = shown.sort_values(["model", "frechet_distance"]).copy()
     shown["champion"] = [("✔" if champions.get(m) == v else "")
                          for m, v in zip(shown["model"], shown["version"], strict=True)]
     return shown.to_markdown(index=False, floatfmt=".4f")

@@ -8,11 +8,27 @@ import numpy as np
 import torch
 from scipy import linalg
 
+from training.losses import bce
+
 
 def symmetry_error(images: torch.Tensor) -> float:
     """Mean |x − flip(x)| over images (N, C, H, W) in [-1, 1]: 0 for perfectly symmetric
     images. Compare a generator's figure with the same figure on real images."""
     return float((images - images.flip(-1)).abs().mean())
+
+
+def mean_abs_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean |a − b|: the reconstruction error of BiGAN (pixels, latents) and of flip-inversion."""
+    return float((a.float() - b.float()).abs().mean())
+
+
+@torch.no_grad()
+def flip_gap(d_logits, fake: torch.Tensor) -> float:
+    """The discriminator's loss on flipped minus original generated images (target "fake"):
+    near 0 when D does not care which way a garment faces; d_logits maps images to logits."""
+    loss_orig = bce(d_logits(fake), 0.0)
+    loss_flip = bce(d_logits(fake.flip(-1)), 0.0)
+    return float(loss_flip - loss_orig)
 
 
 @torch.no_grad()

@@ -46,10 +46,11 @@ def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: st
         yield run
 
 
-def log_generator(netG: torch.nn.Module, family: str, nz: int, tags: dict | None = None) -> str:
+def log_generator(netG: torch.nn.Module, family: str, nz: int, tags: dict | None = None,
+                  latent: str = "normal") -> str:
     """Log the generator as an MLflow model (pt2 export, which needs an input example; a batch
-    of 4 keeps the batch dimension dynamic) and register it as fashion-<family>. Returns the
-    new version."""
+    of 4 keeps the batch dimension dynamic) and register it as fashion-<family>, its version
+    tagged with nz, the latent distribution and `tags`. Returns the new version."""
     import mlflow
 
     netG = netG.float().to(memory_format=torch.contiguous_format).cpu().eval()
@@ -57,8 +58,7 @@ def log_generator(netG: torch.nn.Module, family: str, nz: int, tags: dict | None
     info = mlflow.pytorch.log_model(netG, name="generator", input_example=example,
                                     registered_model_name=f"fashion-{family}")
     version = str(info.registered_model_version)
-    if tags:
-        client = mlflow.MlflowClient()
-        for k, v in tags.items():
-            client.set_model_version_tag(f"fashion-{family}", version, k, str(v))
+    client = mlflow.MlflowClient()
+    for k, v in {"nz": nz, "latent": latent, **(tags or {})}.items():
+        client.set_model_version_tag(f"fashion-{family}", version, k, str(v))
     return version

@@ -1,0 +1,45 @@
+"""Where a training runs: one process or several under torchrun, CPU or GPU.
+
+Every family's loop starts with init_distributed(); only rank 0 writes files and logs.
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group:
+    gloo on the CPU, nccl on GPUs, one GPU per local rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def average_gradients(*modules: torch.nn.Module) -> None:
+    """Data-parallel gradient averaging across ranks, called between backward() and step().
+
+    Used where a step runs a network several times on different inputs (BiGAN's encoder sees
+    real and generated images), which DDP's reducer does not allow; on one process it does
+    nothing. One flattened all-reduce per call."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
