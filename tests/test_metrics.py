@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.processing.h5store import write_image_store
 from training.classifier import MISSING, label_targets, train_classifier
 from training.metrics import (
     embed,
@@ -52,18 +51,8 @@ def test_label_targets():
     assert targets["sleeve_length"].tolist() == [1, MISSING]
 
 
-def test_classifier_learns_an_easy_attribute(tmp_path):
-    rng = np.random.default_rng(0)
-    n = 120
-    colour = rng.integers(0, 2, n)
-    images = np.where(colour[:, None, None, None] == 1, 230, 20).astype(np.uint8)
-    images = np.broadcast_to(images, (n, 64, 64, 3)).copy()
-    images += rng.integers(0, 20, images.shape, dtype=np.uint8)
-    labels = np.stack([colour == 0, colour == 1], 1).astype(np.uint8)
-    path = write_image_store(tmp_path / "p.h5", [f"P{i}" for i in range(n)], images,
-                             {"labels": labels},
-                             attrs={"label_names": ["color_black", "color_white"]})
-    result = train_classifier(path, steps=30, batch_size=16, width=8)
+def test_classifier_learns_an_easy_attribute(colour_store):
+    result = train_classifier(colour_store, steps=30, batch_size=16, width=8)
     assert result.values == {"color": ["black", "white"]}
     assert result.accuracy["color"] >= 0.9
     feats = embed(result.model.features, torch.zeros(3, 3, 64, 64))
