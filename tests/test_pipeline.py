@@ -8,7 +8,12 @@ import pytest
 from dagster import DagsterInstance, RunConfig, build_sensor_context
 
 from pipelines.assets.model_images import CropConfig, DetectorConfig
-from pipelines.assets.training import ClassifierConfig, DCGANAssetConfig, LeaderboardConfig
+from pipelines.assets.training import (
+    BiGANAssetConfig,
+    ClassifierConfig,
+    DCGANAssetConfig,
+    LeaderboardConfig,
+)
 from pipelines.definitions import build_definitions, catalogue_after_scrape
 from pipelines.processing.catalogue import THESIS_COLUMNS
 from pipelines.processing.images import decodes
@@ -50,6 +55,7 @@ FAST = RunConfig(ops={
     "person_crops": CropConfig(min_score=0.0),
     "attribute_classifier": ClassifierConfig(steps=3, width=8),
     "gan_leaderboard": LeaderboardConfig(samples=40),
+    "bigan": BiGANAssetConfig(steps=2, batch_size=4, ngf=8, nef=8, ndf=8, eval_samples=60),
     **{f"dcgan_{v}": DCGANAssetConfig(steps=2, batch_size=4, ngf=8, ndf=8, repair_steps=3,
                                       eval_samples=60)
        for v in VARIANTS}})
@@ -132,6 +138,7 @@ def test_dcgan_runs_in_mlflow(env):
         history = client.get_metric_history(run.info.run_id, "g_loss_flip")
         assert [m.step for m in history] == [0, 1]  # per-step losses, flip terms included
         assert {"symmetry_error_real", "symmetry_error_generated", "symmetry_error_repaired",
+                "flip_gap",
                 "flip_inversion_reconstruction_error", "frechet_distance", "kid", "precision",
                 "recall", "mode_coverage"} <= set(run.data.metrics)
         assert 0.0 <= run.data.metrics["mode_coverage"] <= 1.0
@@ -144,14 +151,36 @@ def test_leaderboard_crowns_a_champion(env):
 
     store, first = env["store"], env["first"]
     meta = metadata(first, "gan_leaderboard")
-    assert meta["models_scored"] == 3
+    assert meta["models_scored"] == 4
     table = pd.read_csv(store / "evaluation" / "leaderboard.csv")
-    assert set(table["variant"]) == set(VARIANTS) and table["frechet_distance"].notna().all()
-    best = int(table.sort_values(["frechet_distance", "version"]).iloc[0]["version"])
-    assert meta["champions"] == {"fashion-dcgan": best}
+    assert set(table["variant"]) == {*VARIANTS, "EX6"}
+    assert table["frechet_distance"].notna().all() and table["fid_inception"].isna().all()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
-    assert int(client.get_model_version_by_alias("fashion-dcgan", "champion").version) == best
-    assert "fashion-dcgan" in (store / "evaluation" / "leaderboard.md").read_text()
+    text = (store / "evaluation" / "leaderboard.md").read_text()
+    for model, group in table.groupby("model"):
+        best = int(group.sort_values(["frechet_distance", "version"]).iloc[0]["version"])
+        assert meta["champions"][model] == best
+        assert int(client.get_model_version_by_alias(model, "champion").version) == best
+        assert model in text
+    assert set(meta["champions"]) == {"fashion-dcgan", "fashion-bigan"}
+
+
+def test_bigan_runs_in_mlflow(env):
+    import mlflow
+
+    store, first = env["store"], env["first"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
+    [version] = client.search_model_versions("name='fashion-bigan'")
+    assert version.tags["variant"] == "EX6" and version.tags["latent"] == "uniform"
+    meta = metadata(first, "bigan")
+    run = client.get_run(meta["mlflow_run_id"])
+    assert run.data.params["preset"] == "EX6" and run.data.params["latent"] == "uniform"
+    for loss in ("d_loss_real", "d_loss_fake", "g_loss_adv", "l_ad", "l_ae", "l_h"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, loss)] == [0, 1]
+    assert {"reconstruction_error_pixel", "reconstruction_error_latent", "flip_gap",
+            "frechet_distance", "mode_coverage"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"samples", "checkpoint", "reconstruction", "losses.jsonl"} <= artifacts
 
 
 def test_attribute_classifier(env):
