@@ -8,7 +8,7 @@
 import torch
 from torch import nn
 
-from training.models.dcgan import define_G, weights_init
+from training.models.dcgan import define_G, downsampling_trunk, weights_init
 
 __all__ = ["define_D", "define_E", "define_G"]
 
@@ -20,17 +20,7 @@ class Encoder(nn.Module):
     def __init__(self, nz: int = 100, nef: int = 64, nc: int = 3):
         super().__init__()
         self.main = nn.Sequential(
-            nn.Conv2d(nc, nef, 4, 2, 1, bias=False),  # 32x32
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(nef, nef * 2, 4, 2, 1, bias=False),  # 16x16
-            nn.BatchNorm2d(nef * 2),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(nef * 2, nef * 4, 4, 2, 1, bias=False),  # 8x8
-            nn.BatchNorm2d(nef * 4),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(nef * 4, nef * 8, 4, 2, 1, bias=False),  # 4x4
-            nn.BatchNorm2d(nef * 8),
-            nn.LeakyReLU(0.2, inplace=True),
+            *downsampling_trunk(nc, nef),
             nn.Conv2d(nef * 8, nz, 4, 1, 0),  # 1x1
         )
 
@@ -47,17 +37,7 @@ class JointDiscriminator(nn.Module):
                  dropout: float = 0.2):
         super().__init__()
         self.x_path = nn.Sequential(
-            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),  # 32x32
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),  # 16x16
-            nn.BatchNorm2d(ndf * 2),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),  # 8x8
-            nn.BatchNorm2d(ndf * 4),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),  # 4x4
-            nn.BatchNorm2d(ndf * 8),
-            nn.LeakyReLU(0.2, inplace=True),
+            *downsampling_trunk(nc, ndf),
             nn.Conv2d(ndf * 8, hidden, 4, 1, 0),  # 1x1
             nn.LeakyReLU(0.2, inplace=True),
             nn.Dropout(dropout),

@@ -18,6 +18,24 @@ def weights_init(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
+def downsampling_trunk(nc: int, ndf: int) -> list[nn.Module]:
+    """64x64 -> 4x4 with ndf * 8 channels: strided 4x4 convolutions, batch norm after the
+    first, LeakyReLU(0.2). The DCGAN discriminator's body, shared by BiGAN's E and D(x, z)."""
+    return [
+        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),  # 32x32
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),  # 16x16
+        nn.BatchNorm2d(ndf * 2),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),  # 8x8
+        nn.BatchNorm2d(ndf * 4),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),  # 4x4
+        nn.BatchNorm2d(ndf * 8),
+        nn.LeakyReLU(0.2, inplace=True),
+    ]
+
+
 class Generator(nn.Module):
     """z (N, nz, 1, 1) -> image (N, nc, 64, 64) in [-1, 1]."""
 
@@ -51,17 +69,7 @@ class Discriminator(nn.Module):
     def __init__(self, nc: int = 3, ndf: int = 64):
         super().__init__()
         self.main = nn.Sequential(
-            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),  # 32x32
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),  # 16x16
-            nn.BatchNorm2d(ndf * 2),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),  # 8x8
-            nn.BatchNorm2d(ndf * 4),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),  # 4x4
-            nn.BatchNorm2d(ndf * 8),
-            nn.LeakyReLU(0.2, inplace=True),
+            *downsampling_trunk(nc, ndf),
             nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),  # 1x1
         )
 
