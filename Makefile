@@ -6,7 +6,7 @@ STORE := $(CURDIR)/assets_store
 export DAGSTER_HOME := $(STORE)/dagster_home
 export MLFLOW_TRACKING_URI ?= sqlite:///$(STORE)/mlflow/mlflow.db
 
-.PHONY: setup run test ui mlflow-ui lint bench clean
+.PHONY: setup run test ui mlflow-ui lint bench bench-gan clean
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
@@ -44,6 +44,16 @@ bench: setup
 	$(BIN)/python benchmarks/crawl_throughput.py
 	$(BIN)/python benchmarks/catalogue_build.py
 	$(BIN)/python benchmarks/translation_accuracy.py
+	$(BIN)/python benchmarks/front_view_accuracy.py
+	$(BIN)/python benchmarks/person_detector.py
+	$(BIN)/python benchmarks/segmentation_store.py
+	$(MAKE) bench-gan
+
+# The training benchmarks read the demo's packshots.h5 and attribute classifier: make run first.
+bench-gan: run
+	$(BIN)/python benchmarks/dcgan_speed.py --steps 30 --warmup 3
+	$(BIN)/python benchmarks/dcgan_bf16_quality.py --seeds 0 1 2 --steps 300
+	$(BIN)/python benchmarks/gan_replication.py --steps 300 --seeds 0 1 2
 
 clean:
 	rm -rf $(STORE)/raw $(STORE)/catalogue

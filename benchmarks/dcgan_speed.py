@@ -10,8 +10,10 @@ in one process on this machine:
 - ours, fp32: training.dcgan.train_dcgan on datasets/packshots.h5 held in memory;
 - ours, fp32 + channels_last;
 - ours, bf16 autocast + channels_last (the default).
-Needs the demo's catalogue and packshots.h5 (make run). Model FLOPs utilisation assumes 2.5
-GFLOP per image per training step and this CPU's nominal peak (see --peak-gflops).
+Needs the demo's catalogue and packshots.h5 (make run). On a CUDA machine everything runs on
+the GPU. Model FLOPs utilisation: the FLOPs of one training step are counted with
+torch.utils.flop_counter (about 2.5 GFLOP per image at these widths) and divided by the
+peak measured here with a large matrix product in the same arithmetic (fp32 or bf16).
 """
 
 import argparse
@@ -33,23 +35,68 @@ from training.models.dcgan import define_D, define_G  # noqa: E402
 STORE = Path(__file__).resolve().parent.parent / "assets_store"
 
 
-def reference_loop(root: Path, steps: int, warmup: int, batch: int = 64) -> float:
-    """images/s of the official example's loop (ImageFolder + DataLoader(2 workers), fp32)."""
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measured_peak_gflops(device: torch.device, dtype: torch.dtype) -> float:
+    """The best of a few large matrix products: what this device does at most, here."""
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(8):
+        synchronize(device)
+        t0 = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def step_gflop_per_image(batch: int = 64) -> float:
+    """FLOPs of one baseline training step (D on real and fake, G through D), per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    netG, netD = define_G(100, 64), define_D(3, 64)
+    real, noise = torch.randn(batch, 3, 64, 64), torch.randn(batch, 100, 1, 1)
+    with FlopCounterMode(display=False) as counter:
+        fake = netG(noise)
+        out_real, out_fake = netD(real), netD(fake.detach())
+        errD = (F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real))
+                + F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake)))
+        errD.backward()
+        out = netD(fake)
+        F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
+    return counter.get_total_flops() / batch / 1e9
+
+
+def reference_loop(root: Path, steps: int, warmup: int, batch: int = 64,
+                   device: torch.device = torch.device("cpu"), persistent: bool = False) -> float:
+    """images/s of the official example's loop (ImageFolder + DataLoader(2 workers), fp32).
+
+    The example starts its loader workers afresh every epoch; on the demo's 198 packshots an
+    epoch is three batches, so `persistent` keeps them alive to show the loop without that cost.
+    """
     dataset = dset.ImageFolder(root=str(root), transform=transforms.Compose([
         transforms.Resize(64), transforms.CenterCrop(64), transforms.ToTensor(),
         transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
-                                         num_workers=2, drop_last=True, persistent_workers=True)
-    netG, netD = define_G(100, 64), define_D(3, 64)
+                                         num_workers=2, drop_last=True,
+                                         persistent_workers=persistent)
+    netG, netD = define_G(100, 64).to(device), define_D(3, 64).to(device)
     optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     done, t0 = 0, None
     while done < steps + warmup:
         for real, _ in loader:
             if done == warmup:
+                synchronize(device)
                 t0 = time.perf_counter()
+            real = real.to(device)
             netD.zero_grad()
-            noise = torch.randn(batch, 100, 1, 1)
+            noise = torch.randn(batch, 100, 1, 1, device=device)
             fake = netG(noise)
             out_real, out_fake = netD(real), netD(fake.detach())
             errD = (F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real))
@@ -64,6 +111,7 @@ def reference_loop(root: Path, steps: int, warmup: int, batch: int = 64) -> floa
             done += 1
             if done == steps + warmup:
                 break
+    synchronize(device)
     return steps * batch / (time.perf_counter() - t0)
 
 
@@ -82,26 +130,33 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--peak-gflops", type=float, default=0.0,
-                    help="the CPU's peak GFLOP/s for the MFU column (0: leave it out)")
     args = ap.parse_args()
-    rows = [("reference (ImageFolder JPEG + DataLoader 2 workers, fp32)",
-             reference_loop(STORE / "catalogue" / "images", args.steps, args.warmup))]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    folder = STORE / "catalogue" / "images"
+    rows = [("reference, as the example (ImageFolder JPEG + DataLoader 2 workers, fp32)", False,
+             reference_loop(folder, args.steps, args.warmup, device=device)),
+            ("reference with persistent loader workers", False,
+             reference_loop(folder, args.steps, args.warmup, device=device, persistent=True))]
     data = STORE / "datasets" / "packshots.h5"
     for name, bf16, cl in (("ours, in memory, fp32", False, False),
                            ("ours, in memory, fp32 + channels_last", False, True),
                            ("ours, in memory, bf16 autocast + channels_last", True, True)):
-        rows.append((name, ours(data, args.steps, args.warmup, bf16, cl)))
-    base = rows[0][1]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 64, "
-          f"ngf = ndf = 64, {args.steps} timed steps after {args.warmup}\n")
-    print("| loop | images/s | vs reference | GFLOP/s (2.5 GFLOP/image) |"
-          + (" MFU |" if args.peak_gflops else ""))
-    print("|---|---|---|---|" + ("---|" if args.peak_gflops else ""))
-    for name, ips in rows:
-        gflops = ips * 2.5
-        mfu = f" {gflops / args.peak_gflops:.1%} |" if args.peak_gflops else ""
-        print(f"| {name} | {ips:.1f} | {ips / base:.2f}x | {gflops:.0f} |{mfu}", flush=True)
+        rows.append((name, bf16, ours(data, args.steps, args.warmup, bf16, cl)))
+    gflop = step_gflop_per_image()
+    peak = {False: measured_peak_gflops(device, torch.float32),
+            True: measured_peak_gflops(device, torch.bfloat16)}
+    where = (torch.cuda.get_device_name() if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__} on {where}; batch 64, ngf = ndf = 64, {args.steps} "
+          f"timed steps after {args.warmup}; {gflop:.2f} GFLOP per image per step (counted); "
+          f"measured peak {peak[False]:.0f} GFLOP/s fp32, {peak[True]:.0f} GFLOP/s bf16\n")
+    base = rows[0][2]
+    print("| loop | images/s | vs reference | GFLOP/s | MFU (vs measured peak) |")
+    print("|---|---|---|---|---|")
+    for name, bf16, ips in rows:
+        gflops = ips * gflop
+        print(f"| {name} | {ips:.1f} | {ips / base:.2f}x | {gflops:.0f} | "
+              f"{gflops / peak[bf16]:.1%} |", flush=True)
 
 
 if __name__ == "__main__":

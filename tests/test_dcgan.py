@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pipelines.processing.h5store import write_image_store
-from training.dcgan import LOSSES, DCGANConfig, train_dcgan
+from training.datasets import H5ImageDataset
+from training.dcgan import LOSSES, DCGANConfig, symmetry_report, train_dcgan
 from training.models.dcgan import define_D, define_G
 
 
@@ -42,6 +43,21 @@ def test_all_six_losses_logged_for_every_variant(variant, data, tmp_path):
         assert set(LOSSES) <= set(r) and all(np.isfinite(r[k]) for k in LOSSES)
     assert summary["steps"] == 4 and summary["images_per_s"] > 0 and summary["wall_s"] > 0
     assert (tmp_path / "samples" / "step_000004.png").exists()
+
+
+def test_symmetry_report_compares_repair_on_the_same_samples(data):
+    torch.manual_seed(0)
+    netG, netD = define_G(nz=16, ngf=8), define_D(ndf=8)
+    report, before, after = symmetry_report(netG, H5ImageDataset(data), nz=16, n=32,
+                                            n_repair=8, repair_steps=30, netD=netD)
+    assert before.shape == after.shape == (8, 3, 64, 64)
+    assert report["symmetry_error_before_repair"] == pytest.approx(
+        (before - before.flip(-1)).abs().mean().item(), abs=1e-5)
+    assert report["symmetry_error_repaired"] == pytest.approx(
+        (after - after.flip(-1)).abs().mean().item(), abs=1e-5)
+    # the repair's objective falls, and a random D still has a finite flip gap
+    assert report["flip_inversion_objective_end"] < report["flip_inversion_objective_start"]
+    assert np.isfinite(report["flip_gap"])
 
 
 def test_resume_is_exact(data, tmp_path):

@@ -193,6 +193,8 @@ def symmetry_report(netG: torch.nn.Module, data: H5ImageDataset, nz: int, n: int
     metrics = {
         "symmetry_error_real": symmetry_error(real),
         "symmetry_error_generated": symmetry_error(fake),
+        # before/after on the same n_repair samples
+        "symmetry_error_before_repair": symmetry_error(fake[:n_repair]),
         "symmetry_error_repaired": symmetry_error(repaired),
         "flip_inversion_reconstruction_error": mean_abs_error(repaired, fake[:n_repair].flip(-1)),
         "flip_inversion_objective_start": history[0],
