@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import ProfileConfig
+from training.config import GANConfig
 from training.datasets import H5ImageDataset, holdout_split
 from training.features import FEATURE_NETS, feature_net
 from training.grids import reconstruction_grid, save_image_grid
@@ -37,7 +37,7 @@ LOSSES = ("d_loss_real", "d_loss_fake", "g_loss_adv", "l_ad", "l_ae", "l_h", "lo
 
 
 @dataclass
-class BiGANConfig(ProfileConfig):
+class BiGANConfig(GANConfig):
     preset: str = "EX6"
     lambda_ad: float | None = None  # λ1, λ2, λ3: the preset's unless given
     lambda_ae: float | None = None
@@ -46,25 +46,10 @@ class BiGANConfig(ProfileConfig):
     real_label: float = 0.9  # one-sided label smoothing
     feature_net: str = "classifier"  # F of L_H: classifier (offline) or alexnet
     feature_weights: str = ""  # classifier: attribute_classifier.pt; alexnet: ImageNet file
-    steps: int = 300
-    batch_size: int = 32
-    nz: int = 100
-    ngf: int = 32
     nef: int = 32
-    ndf: int = 32
-    lr: float = 2e-4
-    beta1: float = 0.5
     holdout: float = 0.1
-    seed: int = 0
-    bf16: bool = True
-    channels_last: bool = True
-    log_every: int = 10
-    sample_every: int = 100
-    checkpoint_every: int = 100
 
-    PROFILES = {"demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "nef": 64,
-                                     "ndf": 64, "sample_every": 1000,
-                                     "checkpoint_every": 1000, "log_every": 50}}
+    PROFILES = {"demo": {}, "full": {**GANConfig.PROFILES["full"], "nef": 64}}
 
     @property
     def lambdas(self) -> tuple[float, float, float]:

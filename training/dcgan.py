@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import ProfileConfig
+from training.config import GANConfig
 from training.datasets import H5ImageDataset
 from training.grids import save_image_grid
 from training.losses import bce
@@ -38,25 +38,8 @@ LOSSES = ("d_loss_real", "d_loss_fake", "g_loss_orig", "d_loss_real_flip", "d_lo
 
 
 @dataclass
-class DCGANConfig(ProfileConfig):
+class DCGANConfig(GANConfig):
     variant: str = "symmetric"
-    steps: int = 300
-    batch_size: int = 32
-    nz: int = 100
-    ngf: int = 32
-    ndf: int = 32
-    lr: float = 2e-4
-    beta1: float = 0.5
-    seed: int = 0
-    bf16: bool = True  # autocast; fp32 when False
-    channels_last: bool = True
-    log_every: int = 10
-    sample_every: int = 100
-    checkpoint_every: int = 100
-
-    PROFILES = {"demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "ndf": 64,
-                                     "sample_every": 1000, "checkpoint_every": 1000,
-                                     "log_every": 50}}
 
 
 def train_dcgan(cfg: DCGANConfig, data_path: Path, out_dir: Path,

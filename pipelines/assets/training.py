@@ -36,7 +36,9 @@ class EvaluationConfig(Config):
     inception_weights: str = ""
 
 
-class DCGANAssetConfig(EvaluationConfig):
+class GANAssetConfig(EvaluationConfig):
+    """What every GAN asset takes; None keeps the profile's value."""
+
     profile: str = "demo"  # demo: minutes on a 2-core CPU; full: the paper's settings (GPU)
     data: str = "packshots"  # datasets/<data>.h5: packshots or person_crops
     steps: int | None = None
@@ -45,25 +47,20 @@ class DCGANAssetConfig(EvaluationConfig):
     ndf: int | None = None
     seed: int = 0
     bf16: bool = True
+
+
+class DCGANAssetConfig(GANAssetConfig):
     repair_steps: int = 100
 
 
-class BiGANAssetConfig(EvaluationConfig):
-    profile: str = "demo"
-    data: str = "packshots"
+class BiGANAssetConfig(GANAssetConfig):
     preset: str = "EX6"  # EX1-EX9: λ1 ∈ {0.05, 1, 2.5} x {-, λ2 = 1, λ3 = 1}
     lambda_ad: float | None = None
     lambda_ae: float | None = None
     lambda_h: float | None = None
     feature_net: str = "classifier"  # L_H's space: classifier (offline) or alexnet
     feature_weights: str = ""  # alexnet: a local ImageNet file (else torchvision's download)
-    steps: int | None = None
-    batch_size: int | None = None
-    ngf: int | None = None
     nef: int | None = None
-    ndf: int | None = None
-    seed: int = 0
-    bf16: bool = True
 
 
 class ClassifierConfig(Config):
