@@ -48,6 +48,11 @@ class GANAssetConfig(EvaluationConfig):
     seed: int = 0
     bf16: bool = True
 
+    def overrides(self) -> dict:
+        """The shared options as keyword arguments of GANConfig.profile (None: the profile's)."""
+        return {"steps": self.steps, "batch_size": self.batch_size, "ngf": self.ngf,
+                "ndf": self.ndf, "seed": self.seed, "bf16": self.bf16}
+
 
 class DCGANAssetConfig(GANAssetConfig):
     repair_steps: int = 100
@@ -167,9 +172,7 @@ def dcgan_asset(variant: str):
                        "grids), generator registered as fashion-dcgan.")
     def _train(context: AssetExecutionContext, config: DCGANAssetConfig,
                storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
-        cfg = DCGANConfig.profile(config.profile, variant=variant, steps=config.steps,
-                                  batch_size=config.batch_size, ngf=config.ngf, ndf=config.ndf,
-                                  seed=config.seed, bf16=config.bf16)
+        cfg = DCGANConfig.profile(config.profile, variant=variant, **config.overrides())
 
         def report(out_dir, summary):
             generator = load_generator(out_dir, cfg)
@@ -205,9 +208,7 @@ def bigan(context: AssetExecutionContext, config: BiGANAssetConfig, storage: Sto
     cfg = BiGANConfig.profile(config.profile, preset=config.preset, lambda_ad=config.lambda_ad,
                               lambda_ae=config.lambda_ae, lambda_h=config.lambda_h,
                               feature_net=config.feature_net, feature_weights=feature_weights,
-                              steps=config.steps, batch_size=config.batch_size, ngf=config.ngf,
-                              nef=config.nef, ndf=config.ndf, seed=config.seed,
-                              bf16=config.bf16)
+                              nef=config.nef, **config.overrides())
 
     def report(out_dir, summary):
         generator, _ = load_networks(out_dir, cfg)
