@@ -1,0 +1,186 @@
+"""The shared base of the classic GAN collection (the families the "pytorch-generative-model-
+collections" study of Fashion-MNIST compared): GAN, LSGAN, WGAN, WGAN-GP, DRAGAN, CGAN, ACGAN,
+infoGAN, EBGAN, BEGAN.
+
+Every one of them trains on either backbone of training/models/classic.py (`backbone`: the
+collection's infoGAN nets at 28/32 px, or the DCGAN nets at 64 px) — an option, not a copy of
+the family. `ClassicGAN` builds G and D from the backbone, asks open_dataset for the size and
+channels the backbone makes, keeps the fixed-noise grid, exports the generator and its registry
+tags. A family module then holds only its config (its own options: n_critic, clipping, λ, ...)
+and its `step`, overriding a hook where it needs another net or optimiser:
+
+- `latent_dim` / `cond_dim`: G's input is (N, latent_dim + cond_dim, 1, 1): z from the family's
+  prior (`latent`), then e.g. CGAN's one-hots (training/latent.py's sampler convention);
+- `build_G`, `build_D` (the head: outputs, cond_channels, aux/Q heads, norm, or an autoencoder),
+  `build_optimizers` ({"optD": …, "optG": …} Adam(lr, (beta1, beta2)) by default);
+- `fixed_inputs` (the grid's 64 inputs; by default `sampler_inputs` of the registry tags).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
+
+from training.config import GANConfig
+from training.family import Family, option
+from training.latent import sample_latent, sampler_inputs
+from training.models.classic import BACKBONES, SUPPORTED_SIZES, check_backbone, define_D, define_G
+
+if TYPE_CHECKING:
+    from training.datasets import ImageDataset
+
+DEFAULT_SIZE = {"infogan": 32, "dcgan": 64}
+IMAGE_SIZES = tuple(sorted({s for sizes in SUPPORTED_SIZES.values() for s in sizes}))
+
+
+@dataclass
+class ClassicConfig(GANConfig):
+    """The collection's shared options: Adam(2e-4, (0.5, 0.999)), z of 62 dimensions."""
+
+    backbone: str = option("dcgan", "infogan (the collection's FC + 2 conv nets, 28/32 px) or "
+                           "dcgan (the DCGAN nets, 64 px)", choices=BACKBONES)
+    image_size: int | None = option(None, "image side the data is resized to (unset: 32 for "
+                                    "the infogan backbone, 64 for dcgan)", choices=IMAGE_SIZES)
+    channels: int | None = option(None, "1 (grey) or 3 (RGB), the data converted once "
+                                  "(unset: the data's)", choices=(1, 3))
+    nz: int = option(62, "latent dimensions (62 as the collection)", ge=1)
+    beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
+
+
+def target_size(cfg: ClassicConfig) -> int:
+    """The image side this config trains at: image_size, else the backbone's default."""
+    check_backbone(cfg.backbone)
+    return cfg.image_size or DEFAULT_SIZE[cfg.backbone]
+
+
+def gradient_penalty(critic: nn.Module, points: torch.Tensor, *args) -> torch.Tensor:
+    """E[(‖∇ₓ critic(x)‖₂ − 1)²] at `points` (WGAN-GP, DRAGAN), in fp32: autocast is switched
+    off for the double backward, so the penalty is as exact as the fp32 critic. Extra args
+    (e.g. a condition) are passed to the critic."""
+    with torch.autocast(points.device.type, enabled=False):
+        x = points.detach().float().requires_grad_(True)
+        out = critic(x, *args)
+        (grad,) = torch.autograd.grad(out.float().sum(), x, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def detached(row: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A loss row without its graphs (the loop reads it only at logging steps)."""
+    return {k: v.detach() for k, v in row.items()}
+
+
+class ClassicGAN(Family):
+    """Base of the classic collection's families (not registered itself)."""
+
+    Config: ClassVar[type] = ClassicConfig
+    d_norm: ClassVar[str] = "batch"  # the discriminator's normalisation (training.models)
+
+    # ----- data --------------------------------------------------------------------------------
+    @classmethod
+    def check(cls, cfg: ClassicConfig, data: "ImageDataset") -> None:
+        size = target_size(cfg)
+        check_backbone(cfg.backbone, size)
+        if data.image_size != size:
+            raise ValueError(f"{cls.name} with the {cfg.backbone} backbone trains on {size} px "
+                             f"images; the data is {data.image_size} px")
+        if data.channels not in (1, 3) or (cfg.channels and data.channels != cfg.channels):
+            raise ValueError(f"{cls.name} trains on {cfg.channels or '1 or 3'} channels; the "
+                             f"data has {data.channels}")
+
+    @classmethod
+    def data_options(cls, cfg: ClassicConfig) -> dict:
+        """open_dataset resizes to the backbone's size (and converts grey <-> RGB) once, in
+        memory; an unknown backbone or size is refused here, before the data is read."""
+        size = target_size(cfg)
+        check_backbone(cfg.backbone, size)
+        options: dict = {"image_size": size}
+        if cfg.channels:
+            options["channels"] = cfg.channels
+        return options
+
+    # ----- networks ----------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self.data.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.data.channels
+
+    @property
+    def latent_dim(self) -> int:
+        """Dimensions of z, drawn from the `latent` prior (infoGAN: noise + codes)."""
+        return self.cfg.nz
+
+    @property
+    def cond_dim(self) -> int:
+        """Dimensions of the condition after z in G's input (CGAN: the one-hots)."""
+        return 0
+
+    @property
+    def sampler_dim(self) -> int:
+        return self.latent_dim + self.cond_dim
+
+    def build_G(self) -> nn.Module:
+        cfg = self.cfg
+        return define_G(cfg.backbone, self.latent_dim, self.image_size, self.channels,
+                        cfg.ngf, cond_dim=self.cond_dim)
+
+    def build_D(self) -> nn.Module:
+        cfg = self.cfg
+        return define_D(cfg.backbone, self.image_size, self.channels, cfg.ndf,
+                        norm=self.d_norm)
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optD": self.adam(self.netD), "optG": self.adam(self.netG)}
+
+    def adam(self, *modules: nn.Module, lr: float | None = None,
+             betas: tuple[float, float] | None = None) -> torch.optim.Adam:
+        """Adam with the config's lr and (beta1, beta2)."""
+        return super().adam(*modules, lr=lr,
+                            betas=betas or (self.cfg.beta1, self.cfg.beta2))
+
+    def fixed_inputs(self) -> torch.Tensor:
+        """The 64 inputs of every sample grid, drawn as a registry user would draw them."""
+        return sampler_inputs(64, self.registry_tags(), torch.Generator().manual_seed(1))[0]
+
+    def build(self) -> None:
+        self.netG = self.to_device(self.build_G())
+        self.netD = self.to_device(self.build_D())
+        self.modules = {"netG": self.netG, "netD": self.netD}
+        self.optimizers = self.build_optimizers()
+        self.fixed_noise = self.fixed_inputs()
+
+    # ----- training ----------------------------------------------------------------------------
+    def sample_z(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """z (n, latent_dim, 1, 1) from the family's prior, drawn from the loop's generator."""
+        return sample_latent(n, self.latent_dim, self.latent, gen).to(self.device)
+
+    def generator_step(self, n_critic: int) -> bool:
+        """Whether G is updated on this step: after every n_critic-th D update (the WGAN
+        papers' schedule, `(iter + 1) % n_critic == 0` as the collection)."""
+        return (self.current_step + 1) % n_critic == 0
+
+    def grids(self) -> dict[str, torch.Tensor]:
+        return {"samples": self.netG(self.fixed_noise.to(self.device))}
+
+    # ----- export ------------------------------------------------------------------------------
+    def finish(self, out_dir: Path) -> dict:
+        torch.save(self.netG.state_dict(), Path(out_dir) / "generator.pt")
+        return {"backbone": self.cfg.backbone, "image_size": self.image_size,
+                "channels": self.channels}
+
+    def sampler(self) -> nn.Module:
+        return self.netG
+
+    def registry_tags(self) -> dict[str, str]:
+        """nz is z's dimensions (sampler_inputs appends a conditional sampler's one-hots)."""
+        return {**super().registry_tags(), "nz": str(self.latent_dim),
+                "backbone": self.cfg.backbone, "image_size": str(self.image_size),
+                "channels": str(self.channels)}
+
+    def report(self, out_dir: Path, summary: dict) -> tuple[dict, dict[str, list[Path]]]:
+        """The family's own extras beyond the shared metrics (none by default)."""
+        return {}, {}
