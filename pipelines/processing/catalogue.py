@@ -16,7 +16,14 @@ import pandas as pd
 from PIL import Image
 
 from pipelines.processing.images import square_packshot
-from pipelines.processing.translate import COLUMNS, VOCABULARY, translate_occasion, translate_report
+from pipelines.processing.translate import (
+    COLUMNS,
+    UNKNOWN_TAG,
+    VOCABULARY,
+    log_counts,
+    translate_occasion,
+    translate_report,
+)
 
 # The thesis' data.csv columns, in its order, then what this pipeline adds.
 THESIS_COLUMNS = ["id", "img_path", "img_url", "model_img_urls", "product_url", "brand", "name",
@@ -76,12 +83,18 @@ def build_catalogue(raw_root: Path, out_dir: Path, size: int = 256,
     df = merge_products(items)
     result.drops["duplicate_rows_merged"] = len(items) - len(df)
     english, unknown_cols = [], []
+    tag_counts: Counter = Counter()  # reason -> tags/slugs/names the translator skipped
     for row in df.itertuples(index=False):
-        report = translate_report(row.attributes, row.category_slug, row.color_slug, row.name)
+        report = translate_report(row.attributes, row.category_slug, row.color_slug, row.name,
+                                  stats=tag_counts)
         english.append({**report.values, "occasion": translate_occasion(row.name)})
         unknown_cols.append(set(report.unknown))
         for column, tags in report.unknown.items():
             result.unknown_tags.update(f"{column}: {t}" for t in tags)
+    log_counts(tag_counts, "catalogue translation")  # one line per reason, not per tag
+    if n_unrouted := tag_counts.pop(UNKNOWN_TAG, 0):  # tags no rule matched: counted, not listed
+        result.unknown_tags["(matched no rule)"] = n_unrouted
+    result.drops.update(tag_counts)  # skipped or too long tags, slugs and names, per reason
     df = pd.concat([df.reset_index(drop=True), pd.DataFrame(english)], axis=1)
     for column in COLUMNS:
         translated = int(df[column].notna().sum())
