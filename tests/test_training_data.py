@@ -1,5 +1,6 @@
 """The in-memory training dataset over an HDF5 image store."""
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -24,7 +25,14 @@ def test_maps_uint8_to_unit_range_and_flips(tmp_path):
     assert (lefts == 1.0).any() and (lefts[torch.arange(32) % 4 != 1] == -1.0).any()
 
 
-def test_rejects_wrong_layout(tmp_path):
+def test_reads_grey_and_rejects_other_layouts(tmp_path):
     path = write_image_store(tmp_path / "g.h5", ["a"], np.zeros((1, 8, 8, 1), np.uint8))
-    with pytest.raises(ValueError, match="uint8"):
-        H5ImageDataset(path)
+    assert H5ImageDataset(path).images.shape == (1, 1, 8, 8)
+    for name, images in (("rgba", np.zeros((1, 8, 8, 4), np.uint8)),
+                         ("float", np.zeros((1, 8, 8, 3), np.float32))):
+        path = tmp_path / f"{name}.h5"
+        with h5py.File(path, "w") as f:  # write_image_store would cast to uint8
+            f["images"] = images
+            f["ids"] = ["a"]
+        with pytest.raises(ValueError, match=r"expected images uint8 \(N, H, W, 3\)"):
+            H5ImageDataset(path)

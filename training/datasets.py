@@ -1,36 +1,85 @@
-"""Training data held in memory from the project's HDF5 stores, mapped to [-1, 1].
+"""Training data held in memory, mapped to [-1, 1]: the project's HDF5 image stores and
+Fashion-MNIST's IDX files.
 
-DataLoader workers inside a Dagster step can hang, and these stores are small enough to hold
-(10k 64x64 crops are 120 MB as uint8), so the whole `images` array is read once and kept as
-uint8; batches are converted to float on the fly.
+DataLoader workers inside a Dagster step can hang, and these data sets are small enough to hold
+(10k 64x64 crops are 120 MB as uint8, Fashion-MNIST's 60k 28x28 images 47 MB), so the whole
+image array is read once and kept as uint8 (N, C, H, W); batches are converted to float on the
+fly. `open_dataset` is what --data opens: a folder is Fashion-MNIST, a file an HDF5 store; it
+can resize and convert grey <-> RGB once, in memory, so a family meets the size it was built for.
 """
 
+import gzip
+import struct
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+IDX_UBYTE = 0x08  # the IDX type code of unsigned bytes
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
+
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float32 in [-1, 1]."""
+    """uint8 (N, C, H, W) -> float32 in [-1, 1]."""
     return images.float().div(127.5).sub(1.0)
 
 
-class H5ImageDataset(torch.utils.data.Dataset):
-    """`images` uint8 (N, H, W, 3) of an HDF5 store (person_crops.h5, packshots.h5, ...) with
-    its `ids`; items are float32 (3, H, W) tensors in [-1, 1], optionally flipped."""
+def label_groups(label_names: list[str], columns: tuple[str, ...] | list[str], source: str
+                 ) -> dict[str, list[int]]:
+    """{column: indices of its one-hot `<column>_<value>` entries in label_names}; a column
+    with no entries is a one-line error naming the columns the store has."""
+    groups = {c: [i for i, n in enumerate(label_names) if n.startswith(f"{c}_")]
+              for c in columns}
+    missing = [c for c, idx in groups.items() if not idx]
+    if missing:
+        known = sorted({n.rsplit("_", 1)[0] for n in label_names})
+        raise ValueError(f"{source}: no label column {', '.join(map(repr, missing))}; "
+                         f"the store has: {', '.join(known) or 'no labels'}")
+    return groups
 
-    def __init__(self, path: Path, flip: bool = False, seed: int = 0):
-        with h5py.File(path, "r") as f:
-            images = f["images"][:]
-            self.ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][:]]
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"{path}: expected images uint8 (N, H, W, 3), got "
-                             f"{images.dtype} {images.shape}")
-        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+class ImageDataset(torch.utils.data.Dataset):
+    """uint8 images (N, C, H, W) with ids and a class index per asked label column (-1 = no
+    value); items and batches are float32 in [-1, 1], optionally flipped left-right with the
+    dataset's own seeded generator (restarted by `reseed`, saved by the loop's checkpoints)."""
+
+    ids: list[str]
+    images: torch.Tensor
+    label_columns: tuple[str, ...]
+    label_values: dict[str, list[str]]
+    label_index: torch.Tensor
+
+    def __init__(self, flip: bool = False, seed: int = 0):
         self.flip = flip
         self.generator = torch.Generator().manual_seed(seed)
+        self.label_columns = ()
+        self.label_values = {}
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    def reseed(self, seed: int) -> None:
+        """Restart the flip stream (each torchrun rank flips with its own seed)."""
+        self.generator.manual_seed(seed)
+
+    def labels_of(self, index: torch.Tensor) -> torch.Tensor:
+        """Class index per label column, (B, len(label_columns)); -1 = no value."""
+        return self.label_index[index]
+
+    def labelled(self) -> torch.Tensor:
+        """Indices of the images with a value in every label column."""
+        return torch.nonzero((self.label_index >= 0).all(1)).flatten()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -39,12 +88,171 @@ class H5ImageDataset(torch.utils.data.Dataset):
         return self.batch(torch.tensor([i]))[0]
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
-        """A batch by index, without a DataLoader: (B, 3, H, W) in [-1, 1]."""
+        """A batch by index, without a DataLoader: (B, C, H, W) in [-1, 1]."""
         x = to_unit_range(self.images[index])
         if self.flip:
             flip = torch.rand(len(x), generator=self.generator) < 0.5
             x[flip] = x[flip].flip(-1)
         return x
+
+
+class H5ImageDataset(ImageDataset):
+    """`images` uint8 of an HDF5 store (person_crops.h5, packshots.h5, ...) with its `ids`:
+    RGB (N, H, W, 3) or grey (N, H, W, 1) / (N, H, W); items are float32 (C, H, W) tensors
+    in [-1, 1], optionally flipped.
+
+    label_columns (e.g. ("category", "color")) reads the store's one-hot `labels` (named by the
+    `label_names` attribute, `<column>_<value>`) as one class index per column, -1 where the
+    product has no value: `labels_of(index)` (B, len(label_columns)), `label_values[column]`."""
+
+    def __init__(self, path: Path, flip: bool = False, seed: int = 0,
+                 label_columns: tuple[str, ...] | list[str] = ()):
+        super().__init__(flip, seed)
+        with h5py.File(path, "r") as f:
+            images = f["images"][:]
+            self.ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][:]]
+            onehot = f["labels"][:] if label_columns and "labels" in f else None
+            names = [str(n) for n in f.attrs.get("label_names", [])]
+        if images.dtype == np.uint8 and images.ndim == 3:
+            images = images[..., None]  # grey (N, H, W)
+        if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
+            raise ValueError(f"{path}: expected images uint8 (N, H, W, 3), (N, H, W, 1) or "
+                             f"(N, H, W), got {images.dtype} {images.shape}")
+        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        self.label_columns = tuple(label_columns)
+        self.label_index = torch.zeros(len(images), 0, dtype=torch.long)
+        if self.label_columns:
+            if onehot is None:
+                raise ValueError(f"{path}: label columns {list(self.label_columns)} asked for, "
+                                 "but the store has no `labels`")
+            groups = label_groups(names, self.label_columns, str(path))
+            columns = []
+            for column, idx in groups.items():
+                self.label_values[column] = [names[i][len(column) + 1:] for i in idx]
+                block = onehot[:, idx]
+                columns.append(np.where(block.any(1), block.argmax(1), -1))
+            self.label_index = torch.from_numpy(np.stack(columns, 1)).long()
+
+
+def idx_path(folder: Path, name: str) -> Path | None:
+    """The IDX file `name` in folder, gzipped or plain (the .gz wins when both are there)."""
+    for candidate in (folder / f"{name}.gz", folder / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx(path: Path, ndim: int, item_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """An IDX file of unsigned bytes with `ndim` dimensions (items of `item_shape`), checked:
+    the magic number, the dimensions and the size the header promises (one-line ValueErrors
+    naming the file)."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: not a readable gzip file ({e}); re-download it or "
+                         "store it unzipped") from None
+    head = 4 + 4 * ndim
+    expected_magic = (IDX_UBYTE << 8) | ndim
+    if len(raw) < 4 or struct.unpack(">I", raw[:4])[0] != expected_magic:
+        got = f"0x{struct.unpack('>I', raw[:4])[0]:08x}" if len(raw) >= 4 else "nothing"
+        raise ValueError(f"{path}: not an IDX file of {ndim}-D unsigned bytes: magic number "
+                         f"{got}, expected 0x{expected_magic:08x}")
+    if len(raw) < head:
+        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {head})")
+    dims = struct.unpack(f">{ndim}I", raw[4:head])
+    if item_shape and tuple(dims[1:]) != item_shape:
+        raise ValueError(f"{path}: items of {'x'.join(map(str, dims[1:]))}, expected "
+                         f"{'x'.join(map(str, item_shape))} (Fashion-MNIST)")
+    size = int(np.prod(dims, dtype=np.int64))
+    if len(raw) - head != size:
+        raise ValueError(f"{path}: the header promises {' x '.join(map(str, dims))} = {size} "
+                         f"bytes, the file holds {len(raw) - head} (truncated or not this "
+                         "file?)")
+    return np.frombuffer(raw, np.uint8, size, head).reshape(dims)
+
+
+def missing_idx_message(folder: Path, missing: list[str]) -> str:
+    names = ", ".join(n for pair in IDX_FILES.values() for n in pair)
+    return (f"{folder}: no {', '.join(missing)}; a Fashion-MNIST folder holds the four IDX "
+            f"files {names} (each gzipped .gz or plain); put them in {folder} (nothing is "
+            f"downloaded at run time; with internet they are at {FASHION_MNIST_URL})")
+
+
+class IDXDataset(ImageDataset):
+    """Fashion-MNIST from its four IDX files in a folder (gzipped or not): one split's 28x28
+    grey images (N, 1, 28, 28) and the ten classes as the label column `class`
+    (`label_values["class"]` = the class names). Nothing is downloaded."""
+
+    def __init__(self, folder: Path | str, split: str = "train", flip: bool = False,
+                 seed: int = 0, label_columns: tuple[str, ...] | list[str] = ("class",)):
+        super().__init__(flip, seed)
+        folder = Path(folder)
+        if split not in IDX_FILES:
+            raise ValueError(f"split must be one of {list(IDX_FILES)}, got {split!r}")
+        unknown = [c for c in label_columns if c != "class"]
+        if unknown:
+            raise ValueError(f"{folder}: no label column {', '.join(map(repr, unknown))}; "
+                             "Fashion-MNIST has: class")
+        names = IDX_FILES[split]
+        paths = [idx_path(folder, n) for n in names]
+        missing = [n for n, p in zip(names, paths, strict=True) if p is None]
+        if missing:
+            raise ValueError(missing_idx_message(folder, missing))
+        images = read_idx(paths[0], 3, (28, 28))
+        labels = read_idx(paths[1], 1)
+        if len(images) != len(labels):
+            raise ValueError(f"{paths[0]} has {len(images)} images but {paths[1]} has "
+                             f"{len(labels)} labels; expected one label per image")
+        if len(labels) and labels.max() >= len(FASHION_MNIST_CLASSES):
+            raise ValueError(f"{paths[1]}: label {int(labels.max())}, expected classes 0-"
+                             f"{len(FASHION_MNIST_CLASSES) - 1}")
+        self.split = split
+        self.ids = [f"{split}-{i:05d}" for i in range(len(images))]
+        self.images = torch.from_numpy(images.copy()).unsqueeze(1)
+        self.classes = torch.from_numpy(labels.astype(np.int64))
+        self.label_columns = tuple(label_columns)
+        if self.label_columns:
+            self.label_values = {"class": list(FASHION_MNIST_CLASSES)}
+            self.label_index = self.classes[:, None].repeat(1, len(self.label_columns))
+        else:
+            self.label_index = torch.zeros(len(images), 0, dtype=torch.long)
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), antialiased bilinear, in chunks.
+
+    interpolate's own uint8 kernel (the same filter in fixed point, at most one grey level
+    from the float path) is 4-8x faster on the CPU (60k 28->64: 2.6 s against 21 s); the
+    float path is the fallback where a torch build lacks it."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = torch.empty(len(images), images.shape[1], size, size, dtype=torch.uint8)
+    for i in range(0, len(images), chunk):
+        part = images[i:i + chunk]
+        try:
+            out[i:i + chunk] = torch.nn.functional.interpolate(
+                part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        except (RuntimeError, NotImplementedError):
+            x = torch.nn.functional.interpolate(part.float(), size=(size, size),
+                                                mode="bilinear", antialias=True,
+                                                align_corners=False)
+            out[i:i + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) grey <-> RGB: grey -> RGB repeats, RGB -> grey is ITU-R 601 luma."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 1 and channels == 3:
+        return images.repeat(1, 3, 1, 1)
+    if have == 3 and channels == 1:
+        weights = torch.tensor(LUMA).view(1, 3, 1, 1)
+        return (images.float() * weights).sum(1, keepdim=True).round_().clamp_(0, 255) \
+            .to(torch.uint8)
+    raise ValueError(f"cannot convert {have}-channel images to {channels} channels "
+                     "(1 = grey, 3 = RGB)")
 
 
 def holdout_split(n: int, fraction: float, generator: torch.Generator
@@ -53,3 +261,31 @@ def holdout_split(n: int, fraction: float, generator: torch.Generator
     order = torch.randperm(n, generator=generator)
     n_out = max(1, int(round(fraction * n)))
     return order[n_out:], order[:n_out]
+
+
+def open_dataset(path: Path | str, flip: bool = False, seed: int = 0,
+                 label_columns: tuple[str, ...] | list[str] = (), image_size: int | None = None,
+                 channels: int | None = None, split: str = "train") -> ImageDataset:
+    """The training data behind --data: a folder is Fashion-MNIST (IDXDataset, `split`), a
+    file an HDF5 image store (H5ImageDataset; its split is the families' holdout). image_size
+    and channels (1 grey, 3 RGB) convert the images once, in memory."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"--data {path}: no such file or folder")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size!r}")
+    data: ImageDataset
+    if path.is_dir():
+        data = IDXDataset(path, split=split, flip=flip, seed=seed, label_columns=label_columns)
+    else:
+        data = H5ImageDataset(path, flip=flip, seed=seed, label_columns=label_columns)
+    fewer = channels is not None and channels < data.channels  # convert first: less to resize
+    if fewer:
+        data.images = convert_channels(data.images, channels)
+    if image_size is not None:
+        data.images = resize_images(data.images, image_size)
+    if channels is not None and not fewer:
+        data.images = convert_channels(data.images, channels)
+    return data
