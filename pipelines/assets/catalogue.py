@@ -23,6 +23,7 @@ from pipelines.processing.catalogue import (
     out_of_vocabulary,
     packshot_arrays,
     read_catalogue,
+    write_atomically,
     write_catalogue,
 )
 from pipelines.processing.h5store import write_image_store
@@ -53,6 +54,10 @@ def value_counts_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+MAX_LOGGED_ROWS = 100  # dropped rows named in the log and the metadata; the report has more
+MAX_DROPPED_ROWS = 10_000
+
+
 @asset(
     deps=[raw_products],
     group_name="catalogue",
@@ -64,14 +69,19 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
     out_dir = storage.path("catalogue")
     res = build_catalogue(storage.path("raw"), out_dir, config.image_size, config.workers)
     df = res.catalogue
-    paths = write_catalogue(df, out_dir)
     report = {"coverage": res.coverage, "min_coverage": config.min_coverage,
               "drops": dict(res.drops),
               "unknown_tags": dict(res.unknown_tags.most_common())}
-    (out_dir / "translation_report.json").write_text(
-        json.dumps(report, ensure_ascii=False, indent=1))
+    report["dropped_rows"] = res.dropped_rows[:MAX_DROPPED_ROWS]
+    # csv, parquet and report as one set: a failure leaves the previous catalogue whole
+    paths = write_catalogue(df, out_dir, report)
     for reason, n in res.drops.items():
         context.log.warning(f"catalogue: {n} x {reason}")
+    for line in res.dropped_rows[:MAX_LOGGED_ROWS]:
+        context.log.warning(f"catalogue dropped {line}")
+    if len(res.dropped_rows) > MAX_LOGGED_ROWS:
+        context.log.warning(f"catalogue: {len(res.dropped_rows) - MAX_LOGGED_ROWS} more dropped "
+                            f"rows in {paths['report']}")
     preview = grid([out_dir / "images" / p for p in df["img_path"].head(32)], cols=8, cell=96)
     preview.save(out_dir / "preview.jpg", quality=85)
     return MaterializeResult(metadata={
@@ -79,6 +89,7 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
         "crawled_rows": res.n_crawled_rows,
         "shops": MetadataValue.json(df["shop"].value_counts().to_dict()),
         "drop_reasons": MetadataValue.json(dict(res.drops)),
+        "dropped_rows": MetadataValue.json(res.dropped_rows[:MAX_LOGGED_ROWS]),
         "translation_coverage": MetadataValue.json({k: round(v, 4)
                                                     for k, v in res.coverage.items()}),
         "unknown_tags_top10": MetadataValue.json(dict(res.unknown_tags.most_common(10))),
@@ -95,8 +106,8 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
 def attribute_labels(storage: StorageResource) -> MaterializeResult:
     out_dir = storage.path("catalogue")
     labels = one_hot(read_catalogue(out_dir))
-    labels.to_csv(out_dir / "img_attr.csv", sep=";", index=False)
-    labels.to_parquet(out_dir / "img_attr.parquet", index=False)
+    write_atomically({out_dir / "img_attr.csv": lambda p: labels.to_csv(p, sep=";", index=False),
+                      out_dir / "img_attr.parquet": lambda p: labels.to_parquet(p, index=False)})
     positives = labels.drop(columns="img_path").sum().astype(int).to_dict()
     return MaterializeResult(metadata={
         "rows": len(labels),
@@ -113,8 +124,8 @@ def dataset_splits(config: SplitConfig, storage: StorageResource) -> Materialize
     df = read_catalogue(out_dir)
     df["split"] = assign_splits(df, config.val_fraction, config.test_fraction, config.seed)
     splits = df[["id", "img_path", "category", "color", "split"]]
-    splits.to_csv(out_dir / "splits.csv", sep=";", index=False)
-    splits.to_parquet(out_dir / "splits.parquet", index=False)
+    write_atomically({out_dir / "splits.csv": lambda p: splits.to_csv(p, sep=";", index=False),
+                      out_dir / "splits.parquet": lambda p: splits.to_parquet(p, index=False)})
     by_category = pd.crosstab(splits["category"], splits["split"])
     return MaterializeResult(metadata={
         "counts": MetadataValue.json(splits["split"].value_counts().to_dict()),
@@ -164,6 +175,18 @@ def catalogue_images_decode(storage: StorageResource) -> AssetCheckResult:
     bad = [p for p in df["img_path"] if not decodes(root / p)]
     return AssetCheckResult(passed=not bad, metadata={"checked": len(df),
                                                       "bad": MetadataValue.json(bad[:50])})
+
+
+@asset_check(asset=catalogue, description="catalogue.csv and catalogue.parquet hold the same "
+                                          "rows (count and ids, in order).")
+def catalogue_csv_parquet_agree(storage: StorageResource) -> AssetCheckResult:
+    out_dir = storage.path("catalogue")
+    csv = pd.read_csv(out_dir / "catalogue.csv", sep=";", dtype=str, keep_default_na=False)
+    parquet = read_catalogue(out_dir)
+    same_ids = csv["id"].tolist() == parquet["id"].astype(str).tolist()
+    return AssetCheckResult(passed=len(csv) == len(parquet) and same_ids,
+                            metadata={"csv_rows": len(csv), "parquet_rows": len(parquet),
+                                      "same_ids_in_order": same_ids})
 
 
 @asset_check(asset=catalogue, description="Every value lies inside the closed vocabulary.")

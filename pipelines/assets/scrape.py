@@ -18,7 +18,12 @@ from scrapers.demo_shop import DemoShop, write_truth
 )
 def raw_products(context: AssetExecutionContext, storage: StorageResource,
                  crawl: CrawlResource) -> MaterializeResult:
+    # the partition key can come from a run tag unchecked; it becomes a folder, so only the
+    # partition set's shops pass
     shop = context.partition_key
+    if shop not in shop_partitions.get_partition_keys():
+        raise ValueError(f"unknown shop {shop!r}: expected one of "
+                         f"{', '.join(shop_partitions.get_partition_keys())}")
     raw_dir = storage.path("raw", shop)
     if shop == "demo":
         with DemoShop(crawl.demo_products, crawl.demo_seed).start(crawl.demo_port) as server:

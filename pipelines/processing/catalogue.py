@@ -2,11 +2,16 @@
 
 A product seen in several crawls is one row: its newest page wins, and first_seen / last_seen
 record when it was first and last crawled. Rows that cannot be used are dropped with a counted
-reason (no category, unreadable packshot); nothing disappears silently.
+reason (no category, unreadable packshot, a crawl line that is not a well-formed product) and,
+per row, a line naming the crawl file and line; nothing disappears silently, and one bad row
+never fails the whole catalogue. Crawl files are data from the web: ids and image paths in them
+are checked so that nothing is read or written outside the store.
 """
 
 import json
+import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipelines.processing.images import square_packshot
+from pipelines.processing.images import ImageError, load_rgb, render_packshot
 from pipelines.processing.translate import (
     COLUMNS,
     UNKNOWN_TAG,
@@ -24,6 +29,7 @@ from pipelines.processing.translate import (
     translate_occasion,
     translate_report,
 )
+from scrapers.pipelines import SAFE_ID  # the spider's own rule for ids that are safe file names
 
 # The thesis' data.csv columns, in its order, then what this pipeline adds.
 THESIS_COLUMNS = ["id", "img_path", "img_url", "model_img_urls", "product_url", "brand", "name",
@@ -42,25 +48,167 @@ class CatalogueResult:
     drops: Counter = field(default_factory=Counter)
     coverage: dict = field(default_factory=dict)  # column -> share of products translated
     unknown_tags: Counter = field(default_factory=Counter)  # "column: tag" -> count
+    dropped_rows: list[str] = field(default_factory=list)  # "<reason>: <file>:<line> (why)"
+
+    def drop(self, reason: str, where: str, detail: str = "", n: int = 1) -> None:
+        """Count `n` rows dropped for `reason` and note where they came from."""
+        self.drops[reason] += n
+        self.dropped_rows.append(f"{reason}: {where}" + (f" ({detail})" if detail else ""))
 
 
-def load_crawls(raw_root: Path) -> pd.DataFrame:
-    """Every item of every crawl under raw_root/<shop>/crawls/, with its crawl time."""
-    frames = []
+# Contract 1 fields and what each may hold; anything else drops the row as bad_<field>.
+TEXT_FIELDS = ("shop", "product_url", "img_url", "brand", "name", "category_slug", "color_slug")
+STRING_LIST_FIELDS = ("attributes", "model_img_urls")
+ITEM_FIELDS = ("id", *TEXT_FIELDS, *STRING_LIST_FIELDS, "price", "img_path", "model_img_paths")
+
+
+def inside(base: Path | str, rel: object) -> Path | None:
+    """`base/rel` resolved, when `rel` is a relative path that stays under `base` once
+    symlinks and `..` are resolved (Path.resolve + is_relative_to); None otherwise (absolute,
+    escaping, not a string)."""
+    guard = PathGuard(base)
+    inner = guard(rel)
+    return Path(guard.root, inner) if inner is not None else None
+
+
+class PathGuard:
+    """`inside` for many paths under one root. It runs for every image path of every crawl
+    line, so a path is normalised lexically (a `..` that climbs out is refused) and resolved
+    fully only when a component on its way is a symlink; directories already seen to be plain
+    are not looked at again."""
+
+    def __init__(self, root: Path | str):
+        self.root = os.path.realpath(root)
+        self._prefix = self.root.rstrip(os.sep) + os.sep
+        self._plain_dirs: set[str] = set()
+
+    def __call__(self, rel: object) -> str | None:
+        """`rel` normalised, relative to root, when it stays inside; else None."""
+        if not isinstance(rel, str) or not rel or "\x00" in rel or os.path.isabs(rel):
+            return None
+        norm = os.path.normpath(rel)
+        if norm in (".", "..") or norm.startswith(".." + os.sep):
+            return None
+        names = norm.split(os.sep)
+        part = self._prefix[:-1]
+        for i, name in enumerate(names):
+            part = part + os.sep + name
+            last = i == len(names) - 1
+            if not last and part in self._plain_dirs:
+                continue
+            if os.path.islink(part):
+                real = os.path.realpath(os.path.join(self.root, norm))
+                return real[len(self._prefix):] if real.startswith(self._prefix) else None
+            if not last:
+                self._plain_dirs.add(part)
+        return norm
+
+
+def safe_id(value: object) -> str | None:
+    """The id as a string when it passes the spider's SAFE_ID rule (a plain file name)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value if isinstance(value, str) and SAFE_ID.match(value) else None
+
+
+def check_item(obj: object, images: PathGuard, store_prefix: str
+               ) -> tuple[dict | None, str, str]:
+    """One crawl line's object as a catalogue row, or (None, reason, detail) when unusable.
+
+    Every field has the type contract 1 gives it, the id is a safe file name, and the
+    packshot and model photo paths resolve inside the crawl's images folder (`images`).
+    """
+    if not isinstance(obj, dict):
+        return None, "not_an_object", type(obj).__name__
+    if obj.get("id") in (None, ""):
+        return None, "missing_id", ""
+    product_id = safe_id(obj["id"])
+    if product_id is None:
+        return None, "unsafe_id", repr(obj["id"])[:80]
+    # only contract 1's fields: a stray key (`category`, `first_seen`, `_source`) must not
+    # shadow what the catalogue computes
+    row = {key: obj.get(key) for key in ITEM_FIELDS} | {"id": product_id}
+    for key in TEXT_FIELDS:
+        if not isinstance(row.get(key), str | None):
+            return None, f"bad_{key}", type(row[key]).__name__
+    price = row.get("price")
+    if isinstance(price, bool) or not isinstance(price, int | float | str | None):
+        return None, "bad_price", type(price).__name__
+    for key in STRING_LIST_FIELDS:
+        value = row.get(key)
+        value = [] if value is None else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return None, f"bad_{key}", repr(value)[:80]
+        row[key] = value
+    source = images(row.get("img_path"))
+    if source is None:
+        return None, "unsafe_img_path", repr(row.get("img_path"))[:120]
+    row["_source"] = os.path.join(images.root, source)
+    paths = row.get("model_img_paths")
+    paths = [] if paths is None else paths
+    if not isinstance(paths, list) or not all(isinstance(p, str | None) for p in paths):
+        return None, "bad_model_img_paths", repr(paths)[:80]
+    model_paths = []
+    for p in paths:  # aligned with model_img_urls; "" where that photo's download failed
+        target = images(p) if p else None
+        if p and target is None:
+            return None, "unsafe_model_img_path", repr(p)[:120]
+        model_paths.append(f"{store_prefix}/{target.replace(os.sep, '/')}" if target else "")
+    row["model_img_paths"] = model_paths
+    return row, "", ""
+
+
+def load_crawls(raw_root: Path, result: CatalogueResult | None = None) -> pd.DataFrame:
+    """Every usable item of every crawl under raw_root/<shop>/crawls/, with its crawl time.
+
+    Lines that are not JSON, not a product object or not well-formed (see `check_item`) are
+    dropped into `result` with the crawl file and line; so is every line of a crawl whose meta
+    file is unreadable or names an images folder outside its shop folder.
+    """
+    result = result if result is not None else CatalogueResult(pd.DataFrame(), 0)
+    rows = []
     for meta_path in sorted(Path(raw_root).glob("*/crawls/*.meta.json")):
-        meta = json.loads(meta_path.read_text())
         items_path = meta_path.with_name(meta_path.name.replace(".meta.json", ".jsonl"))
         if not items_path.exists() or items_path.stat().st_size == 0:
             continue
-        df = pd.read_json(items_path, lines=True, dtype={"id": str})
+        lines = [(n, line) for n, line in enumerate(items_path.read_bytes().split(b"\n"), 1)
+                 if line.strip()]
+        result.n_crawled_rows += len(lines)
         shop_dir = meta_path.parent.parent
-        df["crawled_at"] = meta["crawled_at"]
-        df["_images_dir"] = str(shop_dir / meta.get("images_dir", "images"))
-        df["_store_prefix"] = f"raw/{shop_dir.name}/{meta.get('images_dir', 'images')}"
-        frames.append(df)
-    if not frames:
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            crawled_at = meta["crawled_at"]
+            images_dir = meta.get("images_dir", "images")
+            if not isinstance(crawled_at, str) or not isinstance(images_dir, str):
+                raise TypeError("crawled_at and images_dir must be strings")
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            result.drop("crawl_meta_unreadable", str(meta_path), f"{type(e).__name__}: {e}",
+                        n=len(lines))
+            continue
+        # a plain relative folder (it may be a symlink to a bigger disk); every file in it is
+        # then resolved and checked against it
+        if not images_dir or "\x00" in images_dir or Path(images_dir).is_absolute() \
+                or ".." in Path(images_dir).parts:
+            result.drop("unsafe_images_dir", str(meta_path), repr(images_dir)[:120],
+                        n=len(lines))
+            continue
+        images = PathGuard(shop_dir / images_dir)
+        prefix = f"raw/{shop_dir.name}/{Path(images_dir).as_posix()}"
+        for n, line in lines:
+            where = f"{items_path}:{n}"
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+                result.drop("invalid_json", where, str(e)[:120])
+                continue
+            row, reason, detail = check_item(obj, images, prefix)
+            if row is None:
+                result.drop(reason, where, detail)
+                continue
+            rows.append({**row, "crawled_at": crawled_at, "_where": where})
+    if not rows:
         return pd.DataFrame(columns=["id", "crawled_at"])
-    return pd.concat(frames, ignore_index=True)
+    return pd.DataFrame(rows)
 
 
 def merge_products(items: pd.DataFrame) -> pd.DataFrame:
@@ -76,9 +224,10 @@ def merge_products(items: pd.DataFrame) -> pd.DataFrame:
 def build_catalogue(raw_root: Path, out_dir: Path, size: int = 256,
                     workers: int = 2) -> CatalogueResult:
     """Build catalogue rows and square packshots (out_dir/images/<category>/<id>.jpg)."""
-    items = load_crawls(raw_root)
-    result = CatalogueResult(pd.DataFrame(columns=THESIS_COLUMNS + EXTRA_COLUMNS), len(items))
+    result = CatalogueResult(pd.DataFrame(columns=THESIS_COLUMNS + EXTRA_COLUMNS), 0)
+    items = load_crawls(raw_root, result)
     if items.empty:
+        result.drops = Counter({k: v for k, v in result.drops.items() if v})
         return result
     df = merge_products(items)
     result.drops["duplicate_rows_merged"] = len(items) - len(df)
@@ -103,19 +252,35 @@ def build_catalogue(raw_root: Path, out_dir: Path, size: int = 256,
         denominator = translated + untranslated
         result.coverage[column] = translated / denominator if denominator else 1.0
     no_category = df["category"].isna()
-    result.drops["no_category"] = int(no_category.sum())
+    for where, slug in zip(df["_where"][no_category], df["category_slug"][no_category],
+                           strict=True):
+        result.drop("no_category", where, f"category_slug {slug!r}")
     df = df[~no_category].copy()
-    sources = [Path(d) / str(p) for d, p in zip(df["_images_dir"], df["img_path"], strict=True)]
     df["img_path"] = df["category"] + "/" + df["id"] + ".jpg"
-    # aligned with model_img_urls; "" where that photo's download failed
-    df["model_img_paths"] = [
-        [f"{prefix}/{p}" if p else "" for p in (paths if isinstance(paths, list) else [])]
-        for prefix, paths in zip(df["_store_prefix"], df["model_img_paths"], strict=True)]
-    targets = [Path(out_dir) / "images" / p for p in df["img_path"]]
+    # checked again where the file is written: the id is a plain name, the category a word
+    # of the vocabulary, so every target lies under out_dir/images
+    guard = PathGuard(Path(out_dir) / "images")
+    targets = [None if t is None else os.path.join(guard.root, t)
+               for t in map(guard, df["img_path"])]
+    for where, target in zip(df["_where"], targets, strict=True):
+        if target is None:
+            result.drop("unsafe_id", where, "packshot target outside the catalogue")
+
+    def render(src: str, dst: str | None) -> str | None:
+        if dst is None:
+            return "unsafe"
+        try:
+            render_packshot(Path(src), Path(dst), size)
+        except ImageError as e:
+            return str(e)
+        return None
+
     with ThreadPoolExecutor(workers) as pool:
-        ok = list(pool.map(lambda src, dst: square_packshot(src, dst, size), sources, targets))
-    result.drops["packshot_unreadable"] = ok.count(False)
-    df = df[ok]
+        errors = list(pool.map(render, df["_source"], targets))
+    for where, error in zip(df["_where"], errors, strict=True):
+        if error not in (None, "unsafe"):
+            result.drop("packshot_unreadable", where, error)
+    df = df[[e is None for e in errors]]
     result.drops = Counter({k: v for k, v in result.drops.items() if v})
     df = df[THESIS_COLUMNS + EXTRA_COLUMNS].sort_values("id").reset_index(drop=True)
     df["price"] = pd.to_numeric(df["price"], errors="coerce")
@@ -123,17 +288,42 @@ def build_catalogue(raw_root: Path, out_dir: Path, size: int = 256,
     return result
 
 
-def write_catalogue(df: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """catalogue.csv (`;`-separated, lists `, `-joined as in the thesis) and catalogue.parquet
-    (the same rows, lists kept as lists)."""
+def write_atomically(writers: dict[Path, Callable[[Path], object]]) -> None:
+    """Write each file through its writer to a temporary sibling, and rename them all into
+    place only once every one was written: a failure midway (a row Parquet cannot encode, a
+    full disk) leaves the previous set of files whole and removes the temporaries."""
+    tmps: dict[Path, Path] = {}
+    try:
+        for path, write in writers.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            write(tmps[path])
+    except BaseException:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    for path, tmp in tmps.items():
+        os.replace(tmp, path)
+
+
+def write_catalogue(df: pd.DataFrame, out_dir: Path, report: dict | None = None
+                    ) -> dict[str, Path]:
+    """catalogue.csv (`;`-separated, lists `, `-joined as in the thesis), catalogue.parquet
+    (the same rows, lists kept as lists) and, when given, translation_report.json, written
+    as one set (`write_atomically`) so the files never disagree."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     flat = df.copy()
     for column in LIST_COLUMNS:
         flat[column] = [", ".join(v) for v in flat[column]]
     paths = {"csv": out_dir / "catalogue.csv", "parquet": out_dir / "catalogue.parquet"}
-    flat.to_csv(paths["csv"], sep=";", index=False, encoding="utf-8")
-    df.to_parquet(paths["parquet"], index=False)
+    writers: dict[Path, Callable[[Path], object]] = {
+        paths["csv"]: lambda p: flat.to_csv(p, sep=";", index=False, encoding="utf-8"),
+        paths["parquet"]: lambda p: df.to_parquet(p, index=False)}
+    if report is not None:
+        paths["report"] = out_dir / "translation_report.json"
+        text = json.dumps(report, ensure_ascii=False, indent=1)
+        writers[paths["report"]] = lambda p: p.write_text(text, encoding="utf-8")
+    write_atomically(writers)
     return paths
 
 
@@ -163,7 +353,6 @@ def out_of_vocabulary(df: pd.DataFrame) -> dict[str, list[str]]:
 def packshot_arrays(paths, size: int = 64) -> np.ndarray:
     """The catalogue's square packshots as uint8 (N, size, size, 3), for training."""
     out = np.empty((len(paths), size, size, 3), np.uint8)
-    for i, path in enumerate(paths):
-        with Image.open(path) as im:
-            out[i] = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS))
+    for i, path in enumerate(paths):  # an undecodable file raises ImageError naming it
+        out[i] = np.asarray(load_rgb(path).resize((size, size), Image.Resampling.LANCZOS))
     return out

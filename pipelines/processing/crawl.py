@@ -13,11 +13,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from scrapers.shops import SHOPS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class CrawlError(RuntimeError):
     """The crawl process failed; the message carries the end of its log."""
+
+
+def check_shop(shop: object) -> str:
+    """`shop` when it is a known shop; the name becomes a folder and a spider name, so anything
+    else (`../../x`, a typo) is refused with a one-line error naming the shops."""
+    if not isinstance(shop, str) or shop not in SHOPS:
+        raise ValueError(f"unknown shop {shop!r}: expected one of {', '.join(SHOPS)}")
+    return shop
 
 
 @dataclass
@@ -51,6 +61,7 @@ def run_crawl(shop: str, raw_dir: Path, start_urls: list[str] | None = None,
               max_products: int | None = None, spider_args: dict | None = None,
               settings: dict | None = None, timeout_s: float | None = None) -> CrawlResult:
     """Crawl `shop` into raw_dir: crawls/<stamp>.jsonl, crawls/<stamp>.stats.json, images/."""
+    check_shop(shop)
     raw_dir = Path(raw_dir)
     now = datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")

@@ -7,38 +7,86 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 
-def square_packshot(src: Path, dst: Path, size: int = 256) -> bool:
+class ImageError(OSError):
+    """An image that could not be read or written; the message starts with its path."""
+
+
+def render_packshot(src: Path, dst: Path, size: int = 256) -> None:
     """Pad `src` to a square with white, resize to size x size, save as JPEG at `dst`.
 
-    Returns False (and writes nothing) when the source is missing or does not decode; an
-    up-to-date `dst` is kept, so re-running the catalogue costs little.
+    The JPEG's comment records what it was rendered from (source name, bytes, mtime) and at
+    which size; a cached `dst` is kept only when that record matches and `dst` decodes
+    completely, so a truncated output, a changed source or an `image_size` change is rendered
+    again. Raises ImageError naming the file when the source is missing or does not decode
+    (nothing is written) or the output cannot be written.
     """
     src, dst = Path(src), Path(dst)
     try:
-        if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
-            return True
+        st = src.stat()
+        key = f"{src.name}|{st.st_size}|{st.st_mtime_ns}|{size}"
+        if dst.exists() and _cache_key(dst) == key:
+            return
         with Image.open(src) as im:
             im = im.convert("RGB")
             side = max(im.size)
             im = ImageOps.pad(im, (side, side), color=(255, 255, 255))
             im = im.resize((size, size), Image.Resampling.LANCZOS)
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return False
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{src}: {type(e).__name__}: {e}") from e
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".tmp.jpg")
-    im.save(tmp, "JPEG", quality=95)
-    tmp.replace(dst)
+    try:
+        im.save(tmp, "JPEG", quality=95, comment=key)
+        tmp.replace(dst)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ImageError(f"{dst}: {type(e).__name__}: {e}") from e
+
+
+def square_packshot(src: Path, dst: Path, size: int = 256) -> bool:
+    """`render_packshot`, False (and nothing written) instead of an error."""
+    try:
+        render_packshot(src, dst, size)
+    except ImageError:
+        return False
     return True
+
+
+def _decoded_size(path: Path) -> tuple[int, int] | None:
+    """The image's size when it decodes completely, else None."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _cache_key(path: Path) -> str | None:
+    """The render record in a packshot's JPEG comment, when the file decodes completely and
+    has the size the record names; else None (render it again)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            key = im.info.get("comment", b"").decode("utf-8", "replace")
+            size = im.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return key if key.rsplit("|", 1)[-1] == str(size[0]) and size[0] == size[1] else None
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """The decoded image as RGB; ImageError naming the file when it does not decode."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: {type(e).__name__}: {e}") from e
 
 
 def decodes(path: Path) -> bool:
     """True when the file exists and decodes completely."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-        return True
-    except (OSError, ValueError):
-        return False
+    return _decoded_size(path) is not None
 
 
 def grid(paths, cols: int = 8, cell: int = 96) -> Image.Image:
