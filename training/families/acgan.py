@@ -1,0 +1,59 @@
+"""ACGAN (Odena et al., 2017) as the classic collection trains it, conditioned on the
+catalogue's labels: G takes z ~ N(0, I) followed by the one-hots of the label columns (the real
+batch's labels), D sees the image alone and has two heads on its features: real/fake and an
+auxiliary classifier over the label classes (one block of logits per label column).
+
+    L_S = E[log P(S=real | x)] + E[log P(S=fake | G(z, c))]      (BCE on logits)
+    L_C = E[log P(C=c | x)]    + E[log P(C=c | G(z, c))]         (cross-entropy, summed over
+                                                                  the label columns)
+D maximises L_S + L_C, G maximises L_C − L_S (minimises BCE(D(G), real) + CE(aux(G), c)), as
+the paper and the collection. The classifier's accuracy on the real batch is logged too.
+Label columns, the labelled-only training set and the registry tags: training/families/cgan.py.
+"""
+
+from training.classic import ClassicGAN, detached
+from training.families.cgan import ConditionalConfig, LabelConditioned, class_accuracy, class_loss
+from training.family import register
+from training.losses import bce
+from training.models.classic import define_D
+
+
+@register
+class ACGAN(LabelConditioned, ClassicGAN):
+    """ACGAN: G(z, one-hots), D with an auxiliary label classifier, on either backbone."""
+
+    name = "acgan"
+    kind = "conditional"
+    Config = ConditionalConfig
+    losses = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake", "class_loss_real",
+              "class_loss_fake", "class_accuracy_real")
+
+    def build_D(self):
+        cfg = self.cfg
+        return define_D(cfg.backbone, self.image_size, self.channels, cfg.ndf,
+                        aux_outputs=self.cond_dim, norm=self.d_norm)
+
+    def step(self, real, labels, gen, measure):
+        netG, netD, sizes = self.netG, self.netD, self.label_sizes
+        g_in = self.generator_input(self.sample_z(len(real), gen), labels)
+
+        # (1) Update D: real/fake and the classes of both
+        with self.autocast:
+            fake = netG(g_in)
+            s_real, c_real, _ = netD.heads(real)
+            s_fake, c_fake, _ = netD.heads(fake.detach())
+            d_real, d_fake = bce(s_real, 1.0), bce(s_fake, 0.0)
+            cls_real = class_loss(c_real, labels, sizes)
+            cls_fake = class_loss(c_fake, labels, sizes)
+            errD = d_real + d_fake + cls_real + cls_fake
+        self.update("optD", errD)
+
+        # (2) Update G: look real, and of the asked classes
+        with self.autocast:
+            s_gen, c_gen, _ = netD.heads(fake)
+            errG = bce(s_gen, 1.0) + class_loss(c_gen, labels, sizes)
+        self.update("optG", errG)
+        return detached({"d_loss": errD, "g_loss": errG, "d_loss_real": d_real,
+                         "d_loss_fake": d_fake, "class_loss_real": cls_real,
+                         "class_loss_fake": cls_fake,
+                         "class_accuracy_real": class_accuracy(c_real, labels, sizes)})
