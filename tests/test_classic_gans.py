@@ -1,0 +1,185 @@
+"""The classic collection on its two backbones: GAN, LSGAN, WGAN, WGAN-GP and DRAGAN train
+through the one loop with finite losses and grids, export a sampler registry users can drive,
+follow their papers' schedules (n_critic, clipping, penalties), resume exactly, and refuse an
+unknown backbone or an image size the backbone cannot make before any training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training.classic import gradient_penalty
+from training.datasets import open_dataset
+from training.families.dragan import perturbed
+from training.family import get_family
+from training.latent import sampler_inputs
+from training.loop import train
+from training.models.classic import SUPPORTED_SIZES, define_autoencoder_D, define_D, define_G
+
+FAMILIES = ("gan", "lsgan", "wgan", "wgan_gp", "dragan")
+CRITICS = ("wgan", "wgan_gp")  # n_critic families
+
+
+def tiny(name: str, **kw):
+    """A config that trains in about a second: narrow nets, batch 4, every row logged; the
+    critic families update G every 2nd step so 3 steps hold both kinds of step."""
+    family = get_family(name)
+    extra = {"n_critic": 2} if name in CRITICS else {}
+    return family.Config(**{"steps": 3, "batch_size": 4, "nz": 8, "ngf": 4, "ndf": 4,
+                            "log_every": 1, "sample_every": 100, "checkpoint_every": 100,
+                            **extra, **kw})
+
+
+def rows(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("backbone", ["dcgan", "infogan"])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_trains_on_both_backbones_and_exports_a_sampler(name, backbone, colour_store,
+                                                               tmp_path):
+    cfg = tiny(name, backbone=backbone)
+    summary = train(name, cfg, colour_store, tmp_path)
+    size = {"dcgan": 64, "infogan": 32}[backbone]  # the 64 px store resized for infogan
+    assert (summary["backbone"], summary["image_size"], summary["channels"]) == \
+        (backbone, size, 3)
+    family = get_family(name)
+    logged = rows(tmp_path)
+    assert [r["step"] for r in logged] == [0, 1, 2]
+    for r in logged:  # a full, finite row on every step, G updated or not
+        assert set(family.losses) <= set(r), (r, family.losses)
+        assert all(np.isfinite(r[k]) for k in family.losses), r
+    assert (tmp_path / "samples" / "step_000003.png").is_file()
+    assert (tmp_path / "generator.pt").is_file()
+
+    data = open_dataset(colour_store, **family.data_options(cfg))
+    model = family.restore(cfg, data, tmp_path)
+    tags = model.registry_tags()
+    assert {k: tags[k] for k in ("kind", "latent", "nz", "backbone", "image_size",
+                                 "channels")} == {
+        "kind": "sampler", "latent": "normal", "nz": "8", "backbone": backbone,
+        "image_size": str(size), "channels": "3"}
+    inputs, labels = sampler_inputs(5, tags, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        images = model.sampler()(inputs)
+    assert labels is None and images.shape == (5, 3, size, size)
+    assert images.min() >= -1 and images.max() <= 1
+    if name == "wgan_gp":  # a penalised critic has no batch norm
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                       for m in model.netD.modules())
+
+
+def test_grey_images_on_the_infogan_backbone(colour_store, tmp_path):
+    """channels=1 converts the RGB store to grey once; G makes 1-channel images."""
+    cfg = tiny("gan", backbone="infogan", image_size=28, channels=1)
+    summary = train("gan", cfg, colour_store, tmp_path)
+    assert (summary["image_size"], summary["channels"]) == (28, 1)
+    model = get_family("gan").restore(cfg, open_dataset(colour_store, image_size=28,
+                                                        channels=1), tmp_path)
+    z, _ = sampler_inputs(2, model.registry_tags())
+    assert model.sampler()(z).shape == (2, 1, 28, 28)
+
+
+def test_resume_is_exact(colour_store, tmp_path):
+    """WGAN-GP (n_critic schedule from current_step, ε drawn from the loop's generator): 4
+    steps in one go and 2 + 2 in the same folder give the same generator and losses."""
+    whole = train("wgan_gp", tiny("wgan_gp", steps=4), colour_store, tmp_path / "whole")
+    train("wgan_gp", tiny("wgan_gp", steps=2, checkpoint_every=2), colour_store,
+          tmp_path / "split")
+    resumed = train("wgan_gp", tiny("wgan_gp", steps=4, checkpoint_every=2), colour_store,
+                    tmp_path / "split")
+    assert resumed["resumed_from"] == 2 and resumed["steps_run"] == 2
+    a = torch.load(tmp_path / "whole" / "generator.pt")
+    b = torch.load(tmp_path / "split" / "generator.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert whole["final_losses"] == resumed["final_losses"]
+
+
+def trained_nets(name: str, steps: int, store, out, **kw):
+    cfg = tiny(name, steps=steps, **kw)
+    train(name, cfg, store, out)
+    family = get_family(name)
+    return family.restore(cfg, open_dataset(store, **family.data_options(cfg)), out)
+
+
+def fresh_generator(name: str, store, **kw) -> dict:
+    """G's initial weights, as the loop builds them (torch seeded with cfg.seed)."""
+    cfg = tiny(name, **kw)
+    family = get_family(name)
+    model = family(cfg, open_dataset(store, **family.data_options(cfg)), torch.device("cpu"))
+    torch.manual_seed(cfg.seed)
+    model.build()
+    return {k: v.detach().clone() for k, v in model.netG.named_parameters()}
+
+
+def test_wgan_clips_its_critic_and_updates_g_every_n_critic_steps(colour_store, tmp_path):
+    start = fresh_generator("wgan", colour_store, backbone="infogan")
+    one = trained_nets("wgan", 1, colour_store, tmp_path / "one", backbone="infogan")
+    two = trained_nets("wgan", 2, colour_store, tmp_path / "two", backbone="infogan")
+    weights = torch.cat([p.detach().flatten() for p in two.netD.parameters()])
+    assert weights.abs().max() <= 0.01 + 1e-7
+    assert (weights.abs() > 0.01 - 1e-6).any()  # clipping was active, not idle
+    assert isinstance(two.optimizers["optD"], torch.optim.RMSprop)
+    # n_critic = 2: step 0 updates only the critic, step 1 updates G's weights too
+    after_one, after_two = dict(one.netG.named_parameters()), dict(two.netG.named_parameters())
+    assert all(torch.equal(after_one[k], v) for k, v in start.items())
+    assert not all(torch.equal(after_two[k], v) for k, v in start.items())
+
+
+def test_gradient_penalty_is_zero_for_a_unit_norm_critic():
+    """A linear critic f(x) = <w, x> has gradient w everywhere: penalty (‖w‖ − 1)²."""
+    x = torch.randn(6, 3, 8, 8)
+    for norm in (1.0, 3.0):
+        w = torch.randn(3, 8, 8)
+        w = w * norm / w.norm()
+
+        def critic(points, w=w):
+            return (points * w).flatten(1).sum(1, keepdim=True)
+
+        assert gradient_penalty(critic, x).item() == pytest.approx((norm - 1) ** 2, abs=1e-5)
+
+
+def test_gradient_penalty_flows_back_to_the_critic():
+    net = define_D("infogan", 28, 1, 4, norm="layer")
+    penalty = gradient_penalty(net, torch.randn(4, 1, 28, 28))
+    penalty.backward()
+    assert penalty.item() > 0 and all(p.grad is not None for p in net.parameters()
+                                      if p.requires_grad and p is not net.head.bias)
+
+
+def test_dragan_points_lie_in_a_noisy_neighbourhood_of_the_data():
+    real = torch.rand(16, 3, 8, 8) * 2 - 1
+    points = perturbed(real, 0.5, torch.Generator().manual_seed(0))
+    step = points - real
+    assert (step >= 0).all() and (step <= 0.5 * real.std() + 1e-6).all() and step.std() > 0
+
+
+def test_backbones_heads_and_autoencoder_shapes():
+    for backbone, sizes in SUPPORTED_SIZES.items():
+        for size in sizes:
+            g = define_G(backbone, 8, size, 1, 4, cond_dim=3)
+            x = g(torch.randn(2, 11, 1, 1))
+            assert x.shape == (2, 1, size, size)
+            d = define_D(backbone, size, 1, 4, cond_channels=3, aux_outputs=5, q_outputs=4)
+            logits, aux, q = d.heads(x, torch.eye(3)[:2])
+            assert (logits.shape, aux.shape, q.shape) == ((2, 1), (2, 5), (2, 4))
+            assert d.features(x, torch.eye(3)[:2]).shape == (2, d.feature_dim)
+            ae = define_autoencoder_D(backbone, size, 1, 4, code=16)
+            assert ae(x).shape == x.shape and ae.encode(x).shape == (2, 16)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"backbone": "resnet"}, "backbone must be one of ['infogan', 'dcgan']"),
+    ({"backbone": "infogan", "image_size": 64}, "infogan backbone makes 28 or 32 px"),
+    ({"backbone": "dcgan", "image_size": 32}, "dcgan backbone makes 64 px"),
+    ({"image_size": 48}, "image_size must be one of [28, 32, 64]"),
+])
+def test_bad_backbone_or_size_is_one_line_before_training(options, message, colour_store,
+                                                         tmp_path):
+    with pytest.raises(ValueError) as e:
+        train("gan", tiny("gan", **options), colour_store, tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "losses.jsonl").exists()
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        define_G("resnet", 8, 64, 3, 4)

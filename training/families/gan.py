@@ -1,0 +1,43 @@
+"""GAN (Goodfellow et al., 2014) with the non-saturating generator loss, as the classic
+collection trains it: D maximises log D(x) + log(1 − D(G(z))), G maximises log D(G(z)) (the
+paper's practical alternative to minimising log(1 − D(G(z)))); one D and one G Adam step per
+batch. BCE on logits (numerically the collection's Sigmoid + BCELoss, safe under bf16).
+"""
+
+from dataclasses import dataclass
+
+from training.classic import ClassicConfig, ClassicGAN, detached
+from training.family import register
+from training.losses import bce
+
+
+@dataclass
+class GANConfig(ClassicConfig):
+    """The original GAN: no options beyond the collection's."""
+
+
+@register
+class GAN(ClassicGAN):
+    """GAN (non-saturating G loss) on the infogan or dcgan backbone."""
+
+    name = "gan"
+    Config = GANConfig
+    losses = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake")
+
+    def step(self, real, labels, gen, measure):
+        netG, netD = self.netG, self.netD
+        z = self.sample_z(len(real), gen)
+
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
+        with self.autocast:
+            fake = netG(z)
+            d_real, d_fake = bce(netD(real), 1.0), bce(netD(fake.detach()), 0.0)
+            errD = d_real + d_fake
+        self.update("optD", errD)
+
+        # (2) Update G: maximise log D(G(z))
+        with self.autocast:
+            errG = bce(netD(fake), 1.0)
+        self.update("optG", errG)
+        return detached({"d_loss": errD, "g_loss": errG, "d_loss_real": d_real,
+                         "d_loss_fake": d_fake})
