@@ -225,3 +225,27 @@ def test_gan_cli_trains_on_an_idx_folder(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 2 and (out / "checkpoint.pt").exists()
+
+
+def test_conditional_families_use_the_ten_classes(tmp_path):
+    """CGAN conditioned on `class`, infoGAN's categorical code supervised by it: the sampler
+    tags carry the ten Fashion-MNIST classes."""
+    from training.family import get_family
+    from training.latent import sampler_inputs
+    from training.loop import train
+
+    fashion_folder(tmp_path / "fmnist", n_train=20, n_test=4)
+    small = {"steps": 2, "batch_size": 4, "nz": 8, "ngf": 4, "ndf": 4, "log_every": 1,
+             "backbone": "infogan", "image_size": 28}
+    for name, options in (("cgan", {"label_columns": ["class"]}),
+                          ("infogan", {"label_column": "class"})):
+        family = get_family(name)
+        cfg = family.Config(**small, **options)
+        summary = train(name, cfg, tmp_path / "fmnist", tmp_path / name)
+        assert summary["label_sizes"] == [10] and summary["channels"] == 1
+        model = family.restore(cfg, open_dataset(tmp_path / "fmnist",
+                                                 **family.data_options(cfg)), tmp_path / name)
+        tags = model.registry_tags()
+        assert json.loads(tags["label_values"])["class"] == list(FASHION_MNIST_CLASSES)
+        inputs, _ = sampler_inputs(3, tags)
+        assert model.sampler()(inputs).shape == (3, 1, 28, 28)
