@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.checkpoint import load_plain, plain
 from training.datasets import H5ImageDataset, holdout_split
 from training.models.classifier import AttributeClassifier, define_classifier
 
@@ -91,13 +92,25 @@ def train_classifier(data_path: Path, steps: int = 300, batch_size: int = 32, lr
 def save_classifier(result: ClassifierResult, path: Path, width: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": result.model.state_dict(), "values": result.values,
-                "width": width, "accuracy": result.accuracy}, path)
+    # plain values only, so load_classifier can read it with weights_only=True
+    torch.save({"state_dict": result.model.state_dict(),
+                "values": plain(result.values, "values"), "width": int(width),
+                "accuracy": plain(result.accuracy, "accuracy")}, path)
     return path
 
 
 def load_classifier(path: Path) -> tuple[AttributeClassifier, dict[str, list[str]]]:
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    model = define_classifier({k: len(v) for k, v in saved["values"].items()}, saved["width"])
-    model.load_state_dict(saved["state_dict"])
+    """A file written by save_classifier; it may come from elsewhere (BiGAN's
+    --feature-weights), so it is read without unpickling objects (weights_only=True)."""
+    saved = load_plain(path, "attribute classifier file")
+    if not isinstance(saved, dict) or not {"state_dict", "values", "width"} <= saved.keys():
+        raise ValueError(f"attribute classifier file {path} was not written by save_classifier "
+                         "(needs state_dict, values and width)")
+    try:
+        model = define_classifier({k: len(v) for k, v in saved["values"].items()},
+                                  int(saved["width"]))
+        model.load_state_dict(saved["state_dict"])
+    except (AttributeError, TypeError, RuntimeError) as e:
+        raise ValueError(f"attribute classifier file {path} does not hold a classifier of its "
+                         f"stated heads and width: {type(e).__name__}: {e}") from e
     return model.eval(), saved["values"]

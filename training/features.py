@@ -8,11 +8,14 @@ Each returns a frozen module mapping images (N, 3, H, W) in [-1, 1] to features 
 differentiable in its input (L_H back-propagates through it), never in its weights.
 """
 
+import io
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from training.checkpoint import load_plain
 
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
@@ -77,7 +80,7 @@ def alexnet_pool5(weights: str | Path | None = None) -> nn.Module:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"AlexNet weights file {weights} does not exist; download "
                                     f"{ALEXNET_URL} there, or use feature_net='classifier'")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = load_plain(weights, "AlexNet weights file")
     else:
         try:
             state = AlexNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
@@ -86,7 +89,11 @@ def alexnet_pool5(weights: str | Path | None = None) -> nn.Module:
                 f"AlexNet ImageNet weights are not available ({type(e).__name__}: {e}). Pass a "
                 f"local file (feature_weights / --feature-weights, from {ALEXNET_URL}) or use "
                 "feature_net='classifier', the project's own attribute classifier") from e
-    net.load_state_dict(state)
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise ValueError(f"AlexNet weights file {weights} is not torchvision's AlexNet state "
+                         f"dict ({ALEXNET_URL}): {type(e).__name__}: {e}") from e
     return _frozen(AlexNetPool5(net))
 
 
@@ -100,8 +107,22 @@ def inception_pool3(weights: str | Path) -> nn.Module:
             f"TF-ported Inception-v3: download {INCEPTION_URL} and pass its path "
             "(inception_weights / --inception-weights); without it the metrics use the "
             "attribute classifier's feature space only")
-    extractor = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                            feature_extractor_weights_path=str(weights))
+    # torch-fidelity unpickles the file with weights_only=False; so it is read here with
+    # weights_only=True and torch-fidelity gets these tensors re-saved in memory, never the file
+    state = load_plain(weights, "Inception weights file")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ValueError(f"Inception weights file {weights} is not a state dict of tensors "
+                         f"({INCEPTION_URL})")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        extractor = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                                feature_extractor_weights_path=buffer)
+    except RuntimeError as e:  # keys or shapes of another network
+        raise ValueError(f"Inception weights file {weights} is not torch-fidelity's "
+                         f"Inception-v3 ({INCEPTION_URL}): {e}") from e
     return _frozen(InceptionPool3(extractor))
 
 

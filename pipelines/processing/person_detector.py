@@ -1,7 +1,9 @@
 """Person detection with torchvision's Faster R-CNN, and 64x64 person crops.
 
 Weights come from one of three places, tried in this order by `load_detector`:
-1. a weights file written by `save_detector` (its variant is recorded in it);
+1. a weights file: one written by `save_detector` (its variant is recorded in it), or a plain
+   torchvision state dict of the variant given as `variant`; either is read with
+   weights_only=True, so a file from elsewhere cannot run code;
 2. torchvision's COCO weights (`weights="coco"`), from the torch hub cache or downloaded;
 3. nothing: then `DetectorWeightsError` names the options.
 
@@ -13,6 +15,7 @@ as COCO does, so the inference code is the same for all.
 """
 
 import hashlib
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,35 +85,99 @@ def build_detector(variant: str, **kwargs) -> FasterRCNN:
     return builder(weights=None, weights_backbone=None, num_classes=91, **kwargs)
 
 
+def _plain(value, where: str):
+    """`value` as types torch.load(weights_only=True) reads back (numpy scalars and Paths
+    converted); anything else is refused at save time rather than at load time."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, np.generic):
+        return _plain(value.item(), where)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    raise TypeError(f"detector {where} holds a {type(value).__name__}: only str, int, float, "
+                    "bool, None, lists and dicts of those can be saved")
+
+
 def save_detector(model: FasterRCNN, variant: str, path: Path, meta: dict | None = None,
                   build_kwargs: dict | None = None) -> Path:
+    """Weights, variant and meta as tensors and plain values: `load_detector` reads files
+    with weights_only=True, so a weights file from elsewhere cannot run code."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"variant": variant, "build_kwargs": build_kwargs or {},
-                "state_dict": model.state_dict(), "meta": meta or {}}, tmp)
+    torch.save({"variant": str(variant), "build_kwargs": _plain(build_kwargs or {}, "build_kwargs"),
+                "state_dict": model.state_dict(), "meta": _plain(meta or {}, "meta")}, tmp)
     tmp.replace(path)
     return path
 
 
+def _read_weights(path: Path) -> dict:
+    """The file's dict, read without unpickling objects (weights_only=True)."""
+    if not path.is_file():
+        raise DetectorWeightsError(f"detector weights file {path} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = next((line.strip() for line in str(e).splitlines()
+                      if "Unsupported global" in line), type(e).__name__)
+        raise DetectorWeightsError(
+            f"detector weights file {path} holds non-tensor objects and is refused: only "
+            f"tensors and plain str/int/float/list/dict values are loaded, never pickled "
+            f"objects, which could run code. ({found})") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise DetectorWeightsError(f"cannot read detector weights file {path}: "
+                                   f"{type(e).__name__}: {e}") from e
+    if not isinstance(saved, dict):
+        raise DetectorWeightsError(f"detector weights file {path} holds a "
+                                   f"{type(saved).__name__}, not a dict: {WEIGHTS_FORMATS}")
+    return saved
+
+
+WEIGHTS_FORMATS = ("expected either a file written by save_detector (a dict with variant, "
+                   "build_kwargs, state_dict and meta) or a plain torchvision Faster R-CNN "
+                   "state dict (parameter name -> tensor) of the variant passed as `variant`")
+
+
 def load_detector(weights: str | Path | None, variant: str = "mobilenet_v3_large_320_fpn"
                   ) -> tuple[FasterRCNN, dict]:
-    """(model in eval mode, the file's meta) from a weights file or torchvision's COCO weights."""
+    """(model in eval mode, the file's meta) from a weights file or torchvision's COCO weights.
+    A file from save_detector names its variant; a plain state dict is of `variant`."""
     if weights is not None and str(weights) != "coco":
         path = Path(weights)
-        if not path.exists():
-            raise DetectorWeightsError(f"detector weights file {path} does not exist")
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        model = build_detector(saved["variant"], **saved.get("build_kwargs", {}))
-        model.load_state_dict(saved["state_dict"])
-        return model.eval(), {"variant": saved["variant"], **saved.get("meta", {})}
+        saved = _read_weights(path)
+        if "state_dict" in saved and "variant" in saved:
+            variant, state = str(saved["variant"]), saved["state_dict"]
+            build_kwargs, meta = saved.get("build_kwargs") or {}, saved.get("meta") or {}
+        elif saved and all(isinstance(v, torch.Tensor) for v in saved.values()):
+            state, build_kwargs, meta = saved, {}, {"source": f"state dict {path.name}"}
+        else:
+            raise DetectorWeightsError(f"detector weights file {path} has neither layout: "
+                                       f"{WEIGHTS_FORMATS}")
+        try:
+            model = build_detector(variant, **build_kwargs)
+            model.load_state_dict(state)
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise DetectorWeightsError(
+                f"detector weights file {path} does not fit variant {variant!r} "
+                f"({type(e).__name__}: {str(e)[:500]}); {WEIGHTS_FORMATS}, one of "
+                f"{', '.join(VARIANTS)}") from e
+        return model.eval(), {**meta, "variant": variant}
     if weights is None:
         raise DetectorWeightsError(
             "no person-detector weights. Options: (1) weights='coco' to use torchvision's COCO "
             "Faster R-CNN weights (cached under $TORCH_HOME or downloaded; needs the internet "
-            "once); (2) weights=<path> to a file written by save_detector or a torchvision "
-            "state dict; (3) on the demo shop, leave weights unset and let the person_detector "
-            "asset fine-tune the demo_small variant on the shop's annotated boxes.")
+            "once); (2) weights=<path> to a file written by save_detector, or a plain "
+            "torchvision Faster R-CNN state dict with variant=<its variant> (one of "
+            f"{', '.join(VARIANTS)}); (3) on the demo shop, leave weights unset and let the "
+            "person_detector asset fine-tune the demo_small variant on the shop's annotated "
+            "boxes.")
     if variant not in COCO_VARIANTS:
         raise DetectorWeightsError(f"variant {variant!r} has no COCO weights: one of "
                                    f"{', '.join(COCO_VARIANTS)}")
