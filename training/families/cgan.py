@@ -51,6 +51,9 @@ class ConditionalConfig(ClassicConfig):
     def __post_init__(self) -> None:
         # one form whether given by the CLI (a list), code (a tuple) or text, so a resumed
         # run's options compare equal to its checkpoint's
+        parent = getattr(super(), "__post_init__", None)
+        if parent:
+            parent()
         self.label_columns = as_columns(self.label_columns)
 
 
