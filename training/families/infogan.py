@@ -67,8 +67,7 @@ class InfoGANConfig(ClassicConfig):
 
 @register
 class InfoGAN(LabelConditioned, ClassicGAN):
-    """infoGAN: categorical + continuous codes, a Q head on D; optionally supervised by a
-    label column."""
+    """infoGAN: categorical + continuous codes, Q head on D; a label column may supervise."""
 
     name = "infogan"
     kind = "sampler"  # "conditional" for a run supervised by a label column (see above)
