@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 from pipelines.processing.h5store import write_image_store
-from training.bigan import LOSSES, PRESETS, BiGANConfig, load_networks, train_bigan
 from training.classifier import save_classifier, train_classifier
+from training.config import check_config
+from training.families.bigan import LOSSES, PRESETS, BiGANConfig, load_networks
+from training.loop import train
 from training.losses import pseudo_huber
 from training.models.bigan import define_D, define_E, define_G
 
@@ -54,8 +56,8 @@ def test_presets_are_the_papers_grid():
     assert PRESETS["EX7"] == (2.5, 0.0, 0.0) and PRESETS["EX5"] == (1.0, 1.0, 0.0)
     assert PRESETS["EX9"] == (2.5, 0.0, 1.0) and len(PRESETS) == 9
     assert BiGANConfig(preset="EX2", lambda_h=0.5).lambdas == (0.05, 1.0, 0.5)
-    with pytest.raises(ValueError, match="EX1"):
-        _ = BiGANConfig(preset="EX10").lambdas
+    with pytest.raises(ValueError, match="preset must be one of .*EX1"):
+        check_config(BiGANConfig(preset="EX10"))
     full = BiGANConfig.profile("full", preset="EX4")
     assert (full.ngf, full.batch_size, full.preset) == (64, 64, "EX4")
 
@@ -69,7 +71,7 @@ def test_pseudo_huber():
 
 @pytest.mark.parametrize("preset", ["EX1", "EX5", "EX6"])
 def test_every_term_logged_and_grids_written(preset, data, classifier, tmp_path):
-    summary = train_bigan(tiny(preset=preset, feature_weights=str(classifier)), data, tmp_path)
+    summary = train("bigan", tiny(preset=preset, feature_weights=str(classifier)), data, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "losses.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     for r in rows:
@@ -90,26 +92,27 @@ def test_pixel_term_trains_the_encoder(data, tmp_path):
     through E and G clearly closer to themselves."""
     common = dict(steps=100, batch_size=8, preset="EX5", lambda_ad=0.0, lr=2e-3, bf16=False,
                   log_every=50, sample_every=1000, checkpoint_every=1000)
-    without = train_bigan(tiny(**common, lambda_ae=0.0), data, tmp_path / "without")
-    with_ae = train_bigan(tiny(**common, lambda_ae=1000.0), data, tmp_path / "with")
+    without = train("bigan", tiny(**common, lambda_ae=0.0), data, tmp_path / "without")
+    with_ae = train("bigan", tiny(**common, lambda_ae=1000.0), data, tmp_path / "with")
     assert with_ae["reconstruction_error_pixel"] < 0.85 * without["reconstruction_error_pixel"]
 
 
 def test_lambda_changes_training(data, tmp_path):
-    a = train_bigan(tiny(preset="EX1", steps=2, bf16=False), data, tmp_path / "a")
-    b = train_bigan(tiny(preset="EX7", steps=2, bf16=False), data, tmp_path / "b")
-    c = train_bigan(tiny(preset="EX1", steps=2, bf16=False), data, tmp_path / "c")
+    a = train("bigan", tiny(preset="EX1", steps=2, bf16=False), data, tmp_path / "a")
+    b = train("bigan", tiny(preset="EX7", steps=2, bf16=False), data, tmp_path / "b")
+    c = train("bigan", tiny(preset="EX1", steps=2, bf16=False), data, tmp_path / "c")
     assert a["final_losses"] == c["final_losses"]  # seeded
     assert a["final_losses"]["loss_ge"] != b["final_losses"]["loss_ge"]
 
 
 def test_resume_is_exact(data, tmp_path):
-    whole = train_bigan(tiny(), data, tmp_path / "whole")
-    train_bigan(tiny(steps=2), data, tmp_path / "split")
-    resumed = train_bigan(tiny(), data, tmp_path / "split")
+    whole = train("bigan", tiny(), data, tmp_path / "whole")
+    train("bigan", tiny(steps=2), data, tmp_path / "split")
+    resumed = train("bigan", tiny(), data, tmp_path / "split")
     assert resumed["resumed_from"] == 2 and resumed["steps_run"] == 2
     for name in ("generator.pt", "encoder.pt"):
-        a, b = torch.load(tmp_path / "whole" / name), torch.load(tmp_path / "split" / name)
+        a = torch.load(tmp_path / "whole" / name, weights_only=True)
+        b = torch.load(tmp_path / "split" / name, weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in a), name
     assert whole["final_losses"] == resumed["final_losses"]
     netG, netE = load_networks(tmp_path / "whole", tiny())
@@ -118,7 +121,7 @@ def test_resume_is_exact(data, tmp_path):
 
 def test_l_h_needs_its_feature_network(data, tmp_path):
     with pytest.raises(FileNotFoundError, match="attribute_classifier"):
-        train_bigan(tiny(preset="EX6", feature_weights=str(tmp_path / "missing.pt")), data,
+        train("bigan", tiny(preset="EX6", feature_weights=str(tmp_path / "missing.pt")), data,
                     tmp_path / "run")
 
 

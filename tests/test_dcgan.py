@@ -10,7 +10,8 @@ import torch
 
 from pipelines.processing.h5store import write_image_store
 from training.datasets import H5ImageDataset
-from training.dcgan import LOSSES, DCGANConfig, symmetry_report, train_dcgan
+from training.families.dcgan import LOSSES, DCGANConfig, symmetry_report
+from training.loop import train
 from training.models.dcgan import define_D, define_G
 
 
@@ -36,7 +37,7 @@ def tiny(**kw) -> DCGANConfig:
 
 @pytest.mark.parametrize("variant", ["baseline", "augment", "symmetric"])
 def test_all_six_losses_logged_for_every_variant(variant, data, tmp_path):
-    summary = train_dcgan(tiny(variant=variant), data, tmp_path)
+    summary = train("dcgan", tiny(variant=variant), data, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "losses.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     for r in rows:
@@ -61,20 +62,20 @@ def test_symmetry_report_compares_repair_on_the_same_samples(data):
 
 
 def test_resume_is_exact(data, tmp_path):
-    whole = train_dcgan(tiny(steps=4), data, tmp_path / "whole")
-    train_dcgan(tiny(steps=2), data, tmp_path / "split")  # stops after 2 with a checkpoint
-    resumed = train_dcgan(tiny(steps=4), data, tmp_path / "split")
+    whole = train("dcgan", tiny(steps=4), data, tmp_path / "whole")
+    train("dcgan", tiny(steps=2), data, tmp_path / "split")  # stops after 2 with a checkpoint
+    resumed = train("dcgan", tiny(steps=4), data, tmp_path / "split")
     assert resumed["resumed_from"] == 2 and resumed["steps_run"] == 2
-    a = torch.load(tmp_path / "whole" / "generator.pt")
-    b = torch.load(tmp_path / "split" / "generator.pt")
+    a = torch.load(tmp_path / "whole" / "generator.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "generator.pt", weights_only=True)
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert whole["final_losses"] == resumed["final_losses"]
 
 
 def test_seeded_runs_agree_and_fp32_option(data, tmp_path):
-    a = train_dcgan(tiny(bf16=False, channels_last=False), data, tmp_path / "a")
-    b = train_dcgan(tiny(bf16=False, channels_last=False), data, tmp_path / "b")
+    a = train("dcgan", tiny(bf16=False, channels_last=False), data, tmp_path / "a")
+    b = train("dcgan", tiny(bf16=False, channels_last=False), data, tmp_path / "b")
     assert a["final_losses"] == b["final_losses"] and a["bf16"] is False
 
 

@@ -1,8 +1,37 @@
-"""Named profiles for training configs: `demo` (minutes on a 2-core CPU) and `full` (the
-papers' settings, for a GPU)."""
+"""Options of the training configs: `option` (a field with its help and allowed values, from
+which the CLI and the Dagster config are generated), and named profiles: `demo` (minutes on a
+2-core CPU) and `full` (the papers' settings, for a GPU)."""
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
+           gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
+    """A config field with its help text and allowed values. The CLI (argparse choices and
+    checks) and the Dagster config (pydantic constraints) are both generated from these."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_config(cfg: Any) -> None:
+    """Every option inside its declared range and choices: a one-line ValueError naming the
+    field, the value and what is allowed, before any work starts."""
+    for f in dataclasses.fields(cfg):
+        value, meta = getattr(cfg, f.name), f.metadata
+        if value is None or isinstance(value, bool) or not meta:
+            continue
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ValueError(f"{f.name} must be one of {list(meta['choices'])}, got {value!r}")
+        for key, ok, word in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
+                              ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
+            bound = meta.get(key)
+            if bound is not None and isinstance(value, (int, float)) and not ok(value, bound):
+                raise ValueError(f"{f.name} must be {word} {bound}, got {value!r}")
+
 
 
 class ProfileConfig:
@@ -24,19 +53,19 @@ class GANConfig(ProfileConfig):
     """What every GAN loop takes: the DCGAN paper's optimiser, widths, seed and arithmetic.
     The demo profile is these defaults; `full` is the papers' widths and batch for a GPU."""
 
-    steps: int = 300
-    batch_size: int = 32
-    nz: int = 100
-    ngf: int = 32
-    ndf: int = 32
-    lr: float = 2e-4
-    beta1: float = 0.5
-    seed: int = 0
-    bf16: bool = True  # autocast; fp32 when False
-    channels_last: bool = True
-    log_every: int = 10
-    sample_every: int = 100
-    checkpoint_every: int = 100
+    steps: int = option(300, "training steps (a resumed run continues up to this)", ge=1)
+    batch_size: int = option(32, "images per step (per process under torchrun)", ge=1)
+    nz: int = option(100, "latent dimensions", ge=1)
+    ngf: int = option(32, "generator width", ge=1)
+    ndf: int = option(32, "discriminator width", ge=1)
+    lr: float = option(2e-4, "Adam learning rate", gt=0)
+    beta1: float = option(0.5, "Adam beta1", ge=0, lt=1)
+    seed: int = option(0, "seed of weights, batches and noise", ge=0)
+    bf16: bool = option(True, "bf16 autocast (fp32 when false)")
+    channels_last: bool = option(True, "channels_last memory format")
+    log_every: int = option(10, "steps between loss rows", ge=1)
+    sample_every: int = option(100, "steps between sample grids", ge=1)
+    checkpoint_every: int = option(100, "steps between checkpoints", ge=1)
 
     PROFILES: ClassVar[dict[str, dict]] = {
         "demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "ndf": 64,

@@ -1,0 +1,165 @@
+"""What a model family is, and the registry of families.
+
+A family is one module under training/families/ holding a subclass of `Family` decorated with
+`@register`: its config dataclass (the single source of its options: the CLI flags and the
+Dagster config are generated from it), how it builds its networks and optimisers, one training
+step (the "(1) update D, (2) update G" block returning a row of losses), what it exports (a
+sampler z -> image, a conditional sampler (z, labels) -> image, a translator image -> image, or
+a classifier) and its report. training/loop.py runs every family the same way: devices,
+torchrun, seeding, bf16 autocast + channels_last, exact resume, logging, grids, checkpoints,
+the summary. See docs/ARCHITECTURE.md, "Adding a family".
+"""
+
+import importlib
+import pkgutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from training.config import check_config, option  # noqa: F401  (families import them here)
+from training.runtime import average_gradients
+
+KINDS = ("sampler", "conditional", "translator", "classifier")
+FAMILIES: dict[str, type["Family"]] = {}
+
+
+def register(cls: type["Family"]) -> type["Family"]:
+    """Class decorator: make a family known by its name (CLI, assets, leaderboard)."""
+    if cls.kind not in KINDS:
+        raise ValueError(f"{cls.__name__}.kind must be one of {KINDS}, got {cls.kind!r}")
+    FAMILIES[cls.name] = cls
+    return cls
+
+
+def load_families() -> dict[str, type["Family"]]:
+    """Import every module of training/families/ (each registers itself); name -> family."""
+    import training.families as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"training.families.{info.name}")
+    return dict(sorted(FAMILIES.items()))
+
+
+def get_family(name: str) -> type["Family"]:
+    families = load_families()
+    if name not in families:
+        raise ValueError(f"unknown family {name!r}; known: {', '.join(families)}")
+    return families[name]
+
+
+class Family:
+    """Base class of a model family. Subclasses set the class attributes and override the
+    hooks; everything else (the loop, checkpoints, logging) is training/loop.py's."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str] = "sampler"
+    Config: ClassVar[type]
+    losses: ClassVar[tuple[str, ...]] = ()  # the row step() returns, in order
+    latent: ClassVar[str] = "normal"  # the prior of z (training.latent); a registry tag
+    # One Dagster asset per variant: {asset suffix: config overrides}; {} = one asset named
+    # after the family. in_demo: trained by full_pipeline on the demo (else by train_job only).
+    variants: ClassVar[dict[str, dict]] = {}
+    in_demo: ClassVar[bool] = False
+    grid_names: ClassVar[tuple[str, ...]] = ("samples",)  # folders of per-step grids
+
+    def __init__(self, cfg: Any, data: Any, device: torch.device):
+        self.cfg, self.data, self.device = cfg, data, device
+        self.current_step = 0  # set by the loop before each step
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        self.memory_format = (torch.channels_last if cfg.channels_last
+                              else torch.contiguous_format)
+
+    # ----- declared by the family ------------------------------------------------------------
+    @classmethod
+    def check(cls, cfg: Any, data: Any) -> None:
+        """Refuse a config or data this family cannot train on (one-line ValueError)."""
+
+    @classmethod
+    def data_options(cls, cfg: Any) -> dict:
+        """Keyword arguments for training.datasets.open_dataset (flips, size, labels)."""
+        return {}
+
+    def build(self) -> None:
+        """Create self.modules and self.optimizers (torch is seeded with cfg.seed before)."""
+        raise NotImplementedError
+
+    def train_index(self) -> torch.Tensor:
+        """The indices of the images training may draw from (all, unless a family holds
+        some out)."""
+        return torch.arange(len(self.data))
+
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None, gen: torch.Generator,
+             measure: bool) -> dict[str, torch.Tensor]:
+        """One training step on a batch; returns the loss row (tensors; read only when
+        `measure`, so terms that are only measured can be skipped otherwise)."""
+        raise NotImplementedError
+
+    def grids(self) -> dict[str, torch.Tensor]:
+        """Images in [-1, 1] for the per-step grids, one entry per name in grid_names."""
+        raise NotImplementedError
+
+    def finish(self, out_dir: Path) -> dict:
+        """After the last step, on rank 0: write the exported weights, return summary extras."""
+        return {}
+
+    def sampler(self) -> nn.Module:
+        """The network users load from the registry (kind sampler/conditional: input
+        (N, sampler_dim, 1, 1), output images in [-1, 1])."""
+        raise NotImplementedError
+
+    @property
+    def sampler_dim(self) -> int:
+        return self.cfg.nz
+
+    def report(self, out_dir: Path, summary: dict) -> tuple[dict, dict[str, list[Path]]]:
+        """The family's own metrics and images ({MLflow folder: [png paths]}), for the asset."""
+        return {}, {}
+
+    def registry_tags(self) -> dict[str, str]:
+        """Tags of the registered version, so every consumer samples it correctly."""
+        return {"kind": self.kind, "latent": self.latent, "nz": str(self.sampler_dim),
+                "image_size": str(getattr(self.cfg, "image_size", 64))}
+
+    # ----- shared by every family ------------------------------------------------------------
+    def update(self, optimizer: str, loss: torch.Tensor) -> None:
+        """zero_grad, backward, data-parallel gradient averaging (a no-op on one process),
+        step: the one way every family updates a set of networks."""
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(*self.networks_of(optimizer))
+        opt.step()
+
+    def networks_of(self, optimizer: str) -> Iterator[nn.Module]:
+        params = {id(p) for group in self.optimizers[optimizer].param_groups
+                  for p in group["params"]}
+        for module in self.modules.values():
+            if any(id(p) in params for p in module.parameters()):
+                yield module
+
+    def adam(self, *modules: nn.Module, lr: float | None = None,
+             betas: tuple[float, float] | None = None) -> torch.optim.Adam:
+        params = [p for m in modules for p in m.parameters()]
+        return torch.optim.Adam(params, lr=lr or self.cfg.lr,
+                                betas=betas or (self.cfg.beta1, 0.999))
+
+    def to_device(self, net: nn.Module) -> nn.Module:
+        return net.to(self.device).to(memory_format=self.memory_format)
+
+    @classmethod
+    def restore(cls, cfg: Any, data: Any, out_dir: Path) -> "Family":
+        """The trained family of a run folder (from its checkpoint), on the CPU, eval mode."""
+        from training.checkpoint import load_modules
+
+        family = cls(cfg, data, torch.device("cpu"))
+        torch.manual_seed(cfg.seed)
+        family.build()
+        load_modules(Path(out_dir) / "checkpoint.pt", family.modules)
+        for m in family.modules.values():
+            m.float().eval()
+        return family
