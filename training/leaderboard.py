@@ -1,42 +1,160 @@
 """The leaderboard: every registered generator scored the same way; `champion` per family.
 
 Each `fashion-<family>` version is loaded back from the MLflow registry (so what is measured is
-exactly what users will load), scored by training.evaluation.evaluate_generator with the
-current attribute classifier, and the version with the lowest Fréchet distance of each family
-gets the alias `champion` (registry stages are deprecated).
+exactly what users will load), sampled through its registry tags and scored by
+training.evaluation.evaluate_generator with the current attribute classifier; the version with
+the lowest Fréchet distance of each family gets the alias `champion` (registry stages are
+deprecated).
+
+Scores are kept in a table in the store (`cache`, parquet or CSV), one row per (model, version,
+run id, classifier id, data id, samples, seed, inception id, sampling tags id): a rerun pays only
+for new versions, or for all of them when the classifier, the data or the settings change.
 """
 
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import pandas as pd
+import torch
 
 from training.datasets import H5ImageDataset
-from training.evaluation import evaluate_generator
+from training.evaluation import evaluate_generator, generate, to_rgb_size
 from training.models.classifier import AttributeClassifier
 
-COLUMNS = ["model", "version", "variant", "frechet_distance", "kid", "precision", "recall",
-           "mode_coverage", "symmetry_error_generated", "fid_inception", "run_id"]
+METRICS = ["frechet_distance", "kid", "precision", "recall", "mode_coverage",
+           "symmetry_error_generated", "symmetry_error_real", "conditional_accuracy",
+           "conditional_unmapped", "fid_inception", "kid_inception"]
+COLUMNS = ["model", "version", "variant", "kind", *METRICS, "run_id"]
+KEY = ["model", "version", "run_id", "classifier_id", "data_id", "samples", "seed",
+       "inception_id", "tags_id"]
+TEXT_KEYS = ["model", "run_id", "classifier_id", "data_id", "inception_id", "tags_id"]
+# the tags that decide how a version is sampled: a change to any of them invalidates its scores
+SAMPLING_TAGS = ("nz", "latent", "label_columns", "label_sizes", "label_values", "image_size",
+                 "channels")
+# the markdown table: short headers that fit the Dagster asset page, and their formats
+SHORT = {"model": "model", "version": "ver", "variant": "variant", "frechet_distance": "FD",
+         "kid": "KID", "precision": "prec", "recall": "recall", "mode_coverage": "cover",
+         "symmetry_error_generated": "sym", "conditional_accuracy": "cond_acc",
+         "fid_inception": "FID_incep"}
+FORMATS = {"frechet_distance": "{:.1f}", "kid": "{:.3f}", "precision": "{:.2f}",
+           "recall": "{:.2f}", "mode_coverage": "{:.2f}", "symmetry_error_generated": "{:.3f}",
+           "conditional_accuracy": "{:.2f}", "fid_inception": "{:.1f}"}
+MISSING = "–"
+SAMPLERS = ("sampler", "conditional")  # the kinds the leaderboard can sample (tag `kind`)
+
+
+def file_digest(path: Path | str) -> str:
+    """sha256 of a file's content, first 16 hex digits: the id of a classifier or data file, so
+    cached scores follow the content, not the path or modification time."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def tags_id(tags: dict) -> str:
+    sampling = {k: str(tags[k]) for k in SAMPLING_TAGS if k in tags}
+    return hashlib.sha256(json.dumps(sampling, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """The score table (empty when there is none yet)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=KEY)
+    if path.suffix == ".csv":  # ids stay text (a hex digest may be all digits), "" stays ""
+        table = pd.read_csv(path, dtype={k: str for k in TEXT_KEYS})
+        return table.fillna({k: "" for k in TEXT_KEYS if k in table})
+    return pd.read_parquet(path)
+
+
+def write_scores(path: Path, rows: list[dict]) -> None:
+    """Merge rows into the score table (a newer row replaces one with the same key), written
+    to a temporary file and renamed, so a crash or a concurrent reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.concat([read_scores(path), pd.DataFrame(rows)], ignore_index=True)
+    table = table.drop_duplicates(KEY, keep="last").reset_index(drop=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if path.suffix == ".csv":
+        table.to_csv(tmp, index=False)
+    else:
+        table.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def version_tags(client, version) -> dict:
+    """A version's tags; `nz` from its run's params for versions registered before the tag."""
+    tags = dict(version.tags or {})
+    if "nz" not in tags:
+        params = client.get_run(version.run_id).data.params if version.run_id else {}
+        tags["nz"] = params.get("nz", "100")
+    return tags
 
 
 def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifier,
-                     values: dict, n: int = 1000, max_versions: int = 20,
-                     seed: int = 0, inception=None) -> pd.DataFrame:
-    """One row per registered version (the newest max_versions of each fashion-* model),
-    sampled with the nz and latent distribution its version tags record."""
+                     values: dict, n: int, max_versions: int, seed: int, inception,
+                     cache: Path | str, classifier_id: str, data_id: str,
+                     inception_id: str = "", log: Callable[[str], None] | None = None
+                     ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per registered version (the newest max_versions of each fashion-* model) and
+    {"scored": versions evaluated now, "cached": versions whose scores were in `cache`}.
+
+    classifier_id / data_id / inception_id name what the scores depend on (file_digest of
+    the files); scores are taken from `cache` when all of them, n, seed, the version's run id
+    and its sampling tags match, else the version is loaded from the registry, scored, and
+    the cache rewritten (after each version, so an interrupted run keeps what it paid for)."""
     import mlflow
 
-    rows = []
+    if inception is not None and not inception_id:
+        raise ValueError("score_registered: an Inception net needs its inception_id "
+                         "(file_digest of its weights), or cached FIDs could outlive them")
+    cache = Path(cache)
+    known = {tuple(row[k] for k in KEY): row for row in read_scores(cache).to_dict("records")}
+    settings = {"classifier_id": classifier_id, "data_id": data_id, "samples": int(n),
+                "seed": int(seed), "inception_id": inception_id if inception is not None else ""}
+    rows, counts = [], {"scored": 0, "cached": 0}
     for model in client.search_registered_models("name LIKE 'fashion-%'"):
         versions = sorted(client.search_model_versions(f"name='{model.name}'"),
                           key=lambda v: int(v.version), reverse=True)[:max_versions]
         for v in versions:
-            params = client.get_run(v.run_id).data.params if v.run_id else {}
-            nz = int(v.tags.get("nz", params.get("nz", 100)))
-            netG = mlflow.pytorch.load_model(f"models:/{model.name}/{v.version}")
-            scores = evaluate_generator(netG, nz, data, classifier, values, n=n, seed=seed,
-                                        latent=v.tags.get("latent", "normal"),
-                                        inception=inception)
+            tags = version_tags(client, v)
+            if tags.get("kind", "sampler") not in SAMPLERS:
+                if log:
+                    log(f"{model.name} version {v.version} is a {tags['kind']}: not sampled")
+                continue
+            key = {"model": model.name, "version": int(v.version), "run_id": v.run_id or "",
+                   **settings, "tags_id": tags_id(tags)}
+            cached = known.get(tuple(key.values()))
+            if cached is not None:
+                scores = {k: x for k, x in cached.items() if k not in KEY and pd.notna(x)}
+                counts["cached"] += 1
+            else:
+                t0 = time.perf_counter()
+                try:
+                    netG = mlflow.pytorch.load_model(f"models:/{model.name}/{v.version}")
+                    scores = evaluate_generator(netG, tags, data, classifier, values, n=n,
+                                                seed=seed, inception=inception)
+                except Exception as e:  # say which version, not only what went wrong
+                    raise RuntimeError(f"scoring {model.name} version {v.version}: "
+                                       f"{type(e).__name__}: {e}") from e
+                write_scores(cache, [{**key, **scores}])
+                counts["scored"] += 1
+                if log:
+                    log(f"scored {model.name} version {v.version} in "
+                        f"{time.perf_counter() - t0:.1f} s")
+            kind = tags.get("kind") or ("conditional" if tags.get("label_sizes") else "sampler")
             rows.append({"model": model.name, "version": int(v.version),
-                         "variant": v.tags.get("variant", ""), "run_id": v.run_id, **scores})
-    return pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
+                         "variant": tags.get("variant", ""), "kind": kind,
+                         "run_id": v.run_id or "", **scores})
+    table = pd.DataFrame(rows)
+    extra = sorted(c for c in table.columns if c not in COLUMNS)
+    return table.reindex(columns=[*COLUMNS[:-1], *extra, "run_id"]), counts
 
 
 def set_champions(client, table: pd.DataFrame) -> dict[str, int]:
@@ -50,8 +168,61 @@ def set_champions(client, table: pd.DataFrame) -> dict[str, int]:
 
 
 def markdown(table: pd.DataFrame, champions: dict[str, int]) -> str:
-    shown = table.drop(columns=["run_id"]).dropna(axis=1, how="all")
-    shown = shown.sort_values(["model", "frechet_distance"]).copy()
-    shown["champion"] = [("✔" if champions.get(m) == v else "")
-                         for m, v in zip(shown["model"], shown["version"], strict=True)]
-    return shown.to_markdown(index=False, floatfmt=".4f")
+    """One table for every sampler, short headers; `–` where a metric does not apply (the
+    conditional accuracy of an unconditional sampler); a column nobody has (FID without
+    Inception) is left out, except cond_acc."""
+    shown = table.sort_values(["model", "frechet_distance"]).reset_index(drop=True)
+    cells = {}
+    for column, header in SHORT.items():
+        if column not in shown or (column in FORMATS and column != "conditional_accuracy"
+                                   and shown[column].isna().all()):
+            continue
+        fmt = FORMATS.get(column, "{}")
+        cells[header] = [MISSING if pd.isna(x) else fmt.format(x) for x in shown[column]]
+    cells["champ"] = ["✔" if champions.get(m) == v else ""
+                      for m, v in zip(shown["model"], shown["version"], strict=True)]
+    align = ["left" if h in ("model", "variant") else "right" for h in cells]
+    text = pd.DataFrame(cells).to_markdown(index=False, disable_numparse=True, colalign=align)
+    real = shown["symmetry_error_real"].dropna() if "symmetry_error_real" in shown else []
+    note = ("\n\nFD, KID, prec, recall in the attribute classifier's feature space; cover: "
+            "category x colour classes found; sym: symmetry error of the samples")
+    if len(real):
+        note += f" (real images: {real.iloc[0]:.3f})"
+    return text + note + "; cond_acc: the classifier recognises the requested labels."
+
+
+@torch.no_grad()
+def champion_grid(client, champions: dict[str, int], tags_by_model: dict[str, dict] | None,
+                  path: Path | str, n: int = 16, seed: int = 0) -> Path:
+    """One PNG: each champion's sample grid side by side, `model vN` written above it,
+    sampled from the registered version through its tags (tags_by_model, else the
+    registry's)."""
+    import mlflow
+    from PIL import Image, ImageDraw
+    from torchvision.utils import make_grid
+
+    tags_by_model = tags_by_model or {}
+    panels = []
+    for model, version in sorted(champions.items()):
+        tags = tags_by_model.get(model) or version_tags(
+            client, client.get_model_version(model, str(version)))
+        netG = mlflow.pytorch.load_model(f"models:/{model}/{version}")
+        images, _ = generate(netG, tags, n, seed)
+        images = to_rgb_size(images, max(64, images.shape[-1]))
+        grid = make_grid(images, nrow=max(1, round(n ** 0.5)), padding=2,
+                         normalize=True, value_range=(-1, 1), pad_value=1.0)
+        pixels = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+        panels.append((f"{model} v{version}", Image.fromarray(pixels)))
+    title, gap = 16, 8
+    width = sum(p.width for _, p in panels) + gap * max(0, len(panels) - 1)
+    height = title + max((p.height for _, p in panels), default=0)
+    sheet = Image.new("RGB", (max(width, 1), height), "white")
+    draw, x = ImageDraw.Draw(sheet), 0
+    for label, panel in panels:
+        draw.text((x + 2, 2), label, fill="black")
+        sheet.paste(panel, (x, title))
+        x += panel.width + gap
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
