@@ -48,17 +48,18 @@ model_images_job = define_asset_job(
     description="Front-photo selection, person detector and crops, segmentation store.")
 train_job = define_asset_job(
     "train_job", selection=AssetSelection.groups("training", "evaluation"),
-    description="Train every GAN family on the prepared datasets, logged to MLflow.")
+    description="Train every model family on the prepared datasets, logged to MLflow, then "
+                "the leaderboard.")
 full_pipeline = define_asset_job(
     "full_pipeline",
     selection=AssetSelection.assets(scrape_assets.raw_products)
-    | AssetSelection.groups("catalogue", "model_images", "segmentation", "training",
-                            "evaluation"),
+    | AssetSelection.groups("catalogue", "model_images", "segmentation", "evaluation")
+    | AssetSelection.assets(training_assets.attribute_classifier, *training_assets.DEMO_ASSETS),
     partitions_def=shop_partitions,
     tags={"dagster/partition": "demo"},  # the demo shop end to end, with no argument needed
     description="The demo shop end to end: crawl -> catalogue -> labels -> splits -> front "
-                "photos -> person detector and crops -> segmentation store -> GAN training -> "
-                "leaderboard.")
+                "photos -> person detector and crops -> segmentation store -> the demo set of "
+                "GANs (DCGAN x3, BiGAN) -> leaderboard. train_job trains every family.")
 
 
 def weekly_scrape_schedule(shop: str, hour: int):

@@ -9,16 +9,17 @@ from dagster import DagsterInstance, RunConfig, build_sensor_context
 
 from pipelines.assets.model_images import CropConfig, DetectorConfig
 from pipelines.assets.training import (
-    BiGANAssetConfig,
+    ASSETS_BY_NAME,
     ClassifierConfig,
-    DCGANAssetConfig,
     LeaderboardConfig,
+    asset_config,
+    gan_leaderboard,
 )
 from pipelines.definitions import build_definitions, catalogue_after_scrape
 from pipelines.processing.catalogue import THESIS_COLUMNS
 from pipelines.processing.images import decodes
 from pipelines.resources import CrawlResource, MLflowResource, StorageResource
-from training.dcgan import VARIANTS
+from training.families.dcgan import VARIANTS
 
 
 def metadata(result, asset: str) -> dict:
@@ -55,9 +56,10 @@ FAST = RunConfig(ops={
     "person_crops": CropConfig(min_score=0.0),
     "attribute_classifier": ClassifierConfig(steps=3, width=8),
     "gan_leaderboard": LeaderboardConfig(samples=40),
-    "bigan": BiGANAssetConfig(steps=2, batch_size=4, ngf=8, nef=8, ndf=8, eval_samples=60),
-    **{f"dcgan_{v}": DCGANAssetConfig(steps=2, batch_size=4, ngf=8, ndf=8, repair_steps=3,
-                                      eval_samples=60)
+    "bigan": asset_config("bigan", steps=2, batch_size=4, ngf=8, nef=8, ndf=8,
+                          eval_samples=60),
+    **{f"dcgan_{v}": asset_config(f"dcgan_{v}", steps=2, batch_size=4, ngf=8, ndf=8,
+                                  repair_steps=3, eval_samples=60)
        for v in VARIANTS}})
 
 
@@ -93,7 +95,7 @@ def test_full_pipeline_on_demo(env):
         assert list(f.attrs["label_names"])[0] == "category_blouses"
         assert f["split"].shape == (28,)
     checks = checks_passed(first)
-    assert len(checks) == 9 and all(checks.values()), checks
+    assert len(checks) == 10 and all(checks.values()), checks
     meta = metadata(first, "catalogue")
     assert meta["rows"] == 28 and meta["preview"].startswith("![packshots](data:image/jpeg")
 
@@ -143,7 +145,8 @@ def test_dcgan_runs_in_mlflow(env):
                 "recall", "mode_coverage"} <= set(run.data.metrics)
         assert 0.0 <= run.data.metrics["mode_coverage"] <= 1.0
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"samples", "checkpoint", "flip_inversion", "losses.jsonl"} <= artifacts
+        assert {"samples", "checkpoint", "flip_inversion", "losses.jsonl",
+                "loss_curves.png"} <= artifacts
 
 
 def test_leaderboard_crowns_a_champion(env):
@@ -151,7 +154,8 @@ def test_leaderboard_crowns_a_champion(env):
 
     store, first = env["store"], env["first"]
     meta = metadata(first, "gan_leaderboard")
-    assert meta["models_scored"] == 4
+    assert meta["models_scored"] == 4 and meta["versions_scored_now"] == 4
+    assert (store / "evaluation" / "champions.png").exists()
     table = pd.read_csv(store / "evaluation" / "leaderboard.csv")
     assert set(table["variant"]) == {*VARIANTS, "EX6"}
     assert table["frechet_distance"].notna().all() and table["fid_inception"].isna().all()
@@ -181,6 +185,35 @@ def test_bigan_runs_in_mlflow(env):
             "frechet_distance", "mode_coverage"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"samples", "checkpoint", "reconstruction", "losses.jsonl"} <= artifacts
+
+
+def test_classic_families_join_the_registry_and_the_leaderboard_pays_only_for_them(env):
+    """Two families of the collection through their generated assets (train_job's, not
+    full_pipeline's): registered as fashion-<family> with their tags; the leaderboard then
+    scores only these two new versions and takes the four earlier ones from its cache."""
+    import mlflow
+    from dagster import materialize
+
+    store, defs = env["store"], env["defs"]
+    resources = {k: defs.resources[k] for k in ("storage", "mlflow")}
+    tiny = dict(steps=2, batch_size=4, ngf=8, ndf=8, eval_samples=60)
+    result = materialize(
+        [ASSETS_BY_NAME["cgan"], ASSETS_BY_NAME["wgan_gp"], gan_leaderboard],
+        resources=resources, instance=env["instance"],
+        run_config=RunConfig(ops={"cgan": asset_config("cgan", **tiny),
+                                  "wgan_gp": asset_config("wgan_gp", **tiny),
+                                  "gan_leaderboard": LeaderboardConfig(samples=40)}))
+    assert result.success
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
+    [cgan] = client.search_model_versions("name='fashion-cgan'")
+    assert cgan.tags["kind"] == "conditional" and cgan.tags["label_columns"] == "category,color"
+    assert client.search_model_versions("name='fashion-wgan-gp'")
+    meta = metadata(result, "gan_leaderboard")
+    assert meta["versions_scored_now"] == 2 and meta["versions_from_cache"] == 4
+    assert {"fashion-cgan", "fashion-wgan-gp"} <= set(meta["champions"])
+    table = pd.read_csv(store / "evaluation" / "leaderboard.csv")
+    row = table[table["model"] == "fashion-cgan"].iloc[0]
+    assert 0.0 <= row["conditional_accuracy"] <= 1.0
 
 
 def test_attribute_classifier(env):

@@ -13,7 +13,6 @@ CPU, nccl on GPUs):
 """
 
 import json
-import sys
 
 import torch.distributed
 
@@ -45,4 +44,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()

@@ -121,9 +121,11 @@ class Family:
         return {}, {}
 
     def registry_tags(self) -> dict[str, str]:
-        """Tags of the registered version, so every consumer samples it correctly."""
-        return {"kind": self.kind, "latent": self.latent, "nz": str(self.sampler_dim),
-                "image_size": str(getattr(self.cfg, "image_size", 64))}
+        """Tags of the registered version, so every consumer samples it correctly: nz is the
+        latent's dimensions only (training.latent appends a conditional sampler's one-hots)."""
+        return {"kind": self.kind, "latent": self.latent, "nz": str(self.cfg.nz),
+                "image_size": str(getattr(self.cfg, "image_size", None) or 64),
+                "channels": str(getattr(self.cfg, "channels", None) or 3)}
 
     # ----- shared by every family ------------------------------------------------------------
     def update(self, optimizer: str, loss: torch.Tensor) -> None:

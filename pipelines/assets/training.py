@@ -1,80 +1,117 @@
-"""Training and evaluation assets: one MLflow run per model, generators registered as
-fashion-<family>, and the leaderboard that crowns each family's champion."""
+"""Training and evaluation assets, generated from the family registry: one asset per (family,
+variant), one MLflow run each, every generator registered as fashion-<family>, and the
+leaderboard that crowns each family's champion.
 
-from collections.abc import Callable
-from dataclasses import asdict
+The Dagster config of each asset is generated from its family's config dataclass
+(training.config.option fields: help text and allowed values), so a new family needs no code
+here. full_pipeline trains the families marked in_demo (DCGAN's three variants and BiGAN);
+train_job trains every family.
+"""
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field, create_model
 
 from pipelines.assets.catalogue import packshot_store
 from pipelines.assets.model_images import person_crops
 from pipelines.assets.pools import POOL, TRAINING_TAG
 from pipelines.processing.images import grid, markdown_image
 from pipelines.resources import MLflowResource, StorageResource
-from training.bigan import BiGANConfig, load_networks, train_bigan
 from training.classifier import load_classifier, save_classifier, train_classifier
-from training.datasets import H5ImageDataset
-from training.dcgan import (
-    VARIANTS,
-    DCGANConfig,
-    load_discriminator,
-    load_generator,
-    symmetry_report,
-    train_dcgan,
-)
+from training.cli import config_fields
+from training.datasets import open_dataset
 from training.evaluation import evaluate_generator
+from training.family import Family, load_families
 from training.features import inception_pool3
-from training.grids import save_image_grid
-from training.leaderboard import markdown, score_registered, set_champions
+from training.leaderboard import (
+    champion_grid,
+    file_digest,
+    markdown,
+    score_registered,
+    set_champions,
+)
+from training.loop import train
 from training.tracking import log_generator, mlflow_run
+
+GENERATOR_KINDS = ("sampler", "conditional")
 
 
 class EvaluationConfig(Config):
-    eval_samples: int = 1000  # generated images the metrics are computed on
+    eval_samples: int = Field(1000, ge=10, description="generated images the metrics use")
     # the standard FID's Inception weights (training.features.INCEPTION_URL), a local file;
     # empty: the metrics use the attribute classifier's feature space only
     inception_weights: str = ""
 
 
 class GANAssetConfig(EvaluationConfig):
-    """What every GAN asset takes; None keeps the profile's value."""
+    """What every training asset takes besides its family's options (None: the profile's)."""
 
-    profile: str = "demo"  # demo: minutes on a 2-core CPU; full: the paper's settings (GPU)
-    data: str = "packshots"  # datasets/<data>.h5: packshots or person_crops
-    steps: int | None = None
-    batch_size: int | None = None
-    ngf: int | None = None
-    ndf: int | None = None
-    seed: int = 0
-    bf16: bool = True
-
-    def overrides(self) -> dict:
-        """The shared options as keyword arguments of GANConfig.profile (None: the profile's)."""
-        return {"steps": self.steps, "batch_size": self.batch_size, "ngf": self.ngf,
-                "ndf": self.ndf, "seed": self.seed, "bf16": self.bf16}
-
-
-class DCGANAssetConfig(GANAssetConfig):
-    repair_steps: int = 100
-
-
-class BiGANAssetConfig(GANAssetConfig):
-    preset: str = "EX6"  # EX1-EX9: λ1 ∈ {0.05, 1, 2.5} x {-, λ2 = 1, λ3 = 1}
-    lambda_ad: float | None = None
-    lambda_ae: float | None = None
-    lambda_h: float | None = None
-    feature_net: str = "classifier"  # L_H's space: classifier (offline) or alexnet
-    feature_weights: str = ""  # alexnet: a local ImageNet file (else torchvision's download)
-    nef: int | None = None
+    profile: str = Field("demo", description="demo: minutes on a 2-core CPU; full: the "
+                                             "papers' settings (GPU)")
+    data: str = Field("packshots", description="datasets/<data>.h5 (packshots, person_crops), "
+                                               "or the path of an HDF5 store or a "
+                                               "Fashion-MNIST folder")
 
 
 class ClassifierConfig(Config):
-    steps: int = 400
-    batch_size: int = 32
-    lr: float = 2e-3
-    width: int = 32
-    holdout: float = 0.2
-    seed: int = 0
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    width: int = Field(32, ge=1)
+    holdout: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+
+def asset_name(family: type[Family], variant: str) -> str:
+    return f"{family.name}_{variant}" if variant else family.name
+
+
+def asset_config_class(family: type[Family], fixed: dict) -> type[GANAssetConfig]:
+    """The Dagster config of a family's asset: every field of its config dataclass (but the
+    ones its variant fixes) as an optional field with the same help and bounds."""
+    fields: dict[str, Any] = {}
+    for f, base in config_fields(family.Config):
+        if f.name in fixed:
+            continue
+        meta = f.metadata
+        if typing.get_origin(base) in (list, tuple) or base in (list, tuple):
+            base = list[str]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        choices = f" (one of {', '.join(map(str, meta['choices']))})" \
+            if meta.get("choices") else ""
+        constraints = {k: meta[k] for k in ("ge", "gt", "le", "lt") if meta.get(k) is not None}
+        fields[f.name] = (base | None, Field(
+            None, description=f"{meta.get('help', '')}{choices}; demo default: {default!r}",
+            **constraints))
+    name = "".join(p.title() for p in asset_name(family, "").split("_")) + "AssetConfig"
+    return create_model(name, __base__=GANAssetConfig, **fields)
+
+
+def family_config(family: type[Family], config: GANAssetConfig, fixed: dict,
+                  storage: StorageResource) -> Any:
+    """The family's config dataclass: its profile, the variant's fixed options, then every
+    option set in the Dagster config. A feature network left to the default `classifier`
+    uses the store's attribute classifier."""
+    given = {k: v for k, v in config.model_dump().items()
+             if k in {f.name for f in dataclasses.fields(family.Config)}}
+    cfg = family.Config.profile(config.profile, **{**given, **fixed})
+    if getattr(cfg, "feature_net", None) == "classifier" and not cfg.feature_weights:
+        cfg = dataclasses.replace(cfg, feature_weights=str(classifier_path(storage)))
+    return cfg
+
+
+def classifier_path(storage: StorageResource) -> Path:
+    return storage.path("models", "attribute_classifier.pt")
+
+
+def data_path(storage: StorageResource, data: str) -> Path:
+    """datasets/<data>.h5 for a store name, else the path as given (a file or IDX folder)."""
+    return storage.path("datasets", f"{data}.h5") if "/" not in data and not \
+        data.endswith(".h5") else Path(data)
 
 
 @asset(deps=[packshot_store], group_name="training", pool=POOL, op_tags=TRAINING_TAG,
@@ -85,7 +122,7 @@ def attribute_classifier(context: AssetExecutionContext, config: ClassifierConfi
                          storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
     import mlflow as mlflow_lib
 
-    out = storage.path("models", "attribute_classifier.pt")
+    out = classifier_path(storage)
     with mlflow_run("attribute-classifier", mlflow.tracking_uri, mlflow.artifact_root,
                     {"family": "classifier", "dagster_run_id": context.run_id}) as run:
         mlflow_lib.log_params(config.model_dump())
@@ -108,152 +145,161 @@ def inception_net(config: EvaluationConfig):
 
 
 def train_and_register(context: AssetExecutionContext, storage: StorageResource,
-                       mlflow: MLflowResource, config: EvaluationConfig, family: str,
-                       variant: str, cfg, train: Callable, report: Callable,
-                       latent: str = "normal") -> MaterializeResult:
+                       mlflow: MLflowResource, config: GANAssetConfig, family: type[Family],
+                       variant: str, cfg: Any) -> MaterializeResult:
     """The frame every training asset shares: one MLflow run with the params, per-step losses,
-    sample grids, checkpoint and losses file; the family's own report (generator, metrics,
-    grid images); the shared metrics; the generator registered as fashion-<family>.
-
-    train(cfg, data_path, out_dir, log_metrics) -> summary, as the library's train_* loops;
-    report(out_dir, summary) -> (netG, metrics, {artifact folder: [image paths]})."""
+    grids, loss curves, checkpoint and losses file; the family's own report; the shared
+    metrics; the exported network registered as fashion-<family> with its tags."""
     import mlflow as mlflow_lib
 
-    data_path = storage.path("datasets", f"{config.data}.h5")
-    out_dir = storage.path("runs", f"{family}_{variant}", context.run_id[:8])
-    tags = {"family": family, "variant": variant, "dagster_run_id": context.run_id}
-    with mlflow_run(f"{family}-{variant}", mlflow.tracking_uri, mlflow.artifact_root,
+    name = asset_name(family, variant)
+    source = data_path(storage, config.data)
+    out_dir = storage.path("runs", name, context.run_id[:8])
+    registered = f"fashion-{family.name.replace('_', '-')}"
+    tags = {"family": family.name, "variant": variant, "dagster_run_id": context.run_id}
+    with mlflow_run(name.replace("_", "-"), mlflow.tracking_uri, mlflow.artifact_root,
                     tags) as run:
-        mlflow_lib.log_params({**asdict(cfg), "data": config.data, "latent": latent})
-        summary = train(cfg, data_path, out_dir,
+        mlflow_lib.log_params({**dataclasses.asdict(cfg), "data": config.data,
+                               "latent": family.latent})
+        summary = train(family, cfg, source, out_dir,
                         log_metrics=lambda s, row: mlflow_lib.log_metrics(row, step=s))
-        generator, family_metrics, images = report(out_dir, summary)
-        classifier, values = load_classifier(storage.path("models", "attribute_classifier.pt"))
-        scores = evaluate_generator(generator, cfg.nz, H5ImageDataset(
-            storage.path("datasets", "packshots.h5")), classifier, values,
-            n=config.eval_samples, seed=cfg.seed, latent=latent,
-            inception=inception_net(config))
+        data = open_dataset(source, **family.data_options(cfg))
+        model = family.restore(cfg, data, out_dir)
+        family_metrics, images = model.report(out_dir, summary)
+        version_tags = {**model.registry_tags(), "variant": variant or model.registry_tags()
+                        .get("variant", ""), "run_id": run.info.run_id,
+                        "dagster_run_id": context.run_id, "data": config.data}
+        scores = {}
+        if version_tags["kind"] in GENERATOR_KINDS:
+            classifier, values = load_classifier(classifier_path(storage))
+            scores = evaluate_generator(
+                model.sampler(), version_tags, open_dataset(storage.path("datasets",
+                                                                         "packshots.h5")),
+                classifier, values, n=config.eval_samples, seed=cfg.seed,
+                inception=inception_net(config))
         mlflow_lib.log_metrics({**family_metrics, **scores,
                                 "images_per_s": summary["images_per_s"],
                                 "wall_s": summary["wall_s"]})
-        mlflow_lib.log_artifacts(str(out_dir / "samples"), "samples")
+        for folder in family.grid_names:
+            mlflow_lib.log_artifacts(str(out_dir / folder), folder)
+        mlflow_lib.log_artifact(str(out_dir / "loss_curves.png"))
         mlflow_lib.log_artifact(str(out_dir / "checkpoint.pt"), "checkpoint")
         mlflow_lib.log_artifact(str(out_dir / "losses.jsonl"))
         for folder, paths in images.items():
             for path in paths:
                 mlflow_lib.log_artifact(str(path), folder)
-        version = log_generator(generator, family, cfg.nz,
-                                {"variant": variant, "run_id": run.info.run_id}, latent)
-    context.log.info(f"{family} {variant}: {summary['images_per_s']} images/s, "
-                     f"registered fashion-{family} version {version}")
+        version = log_generator(model.sampler(), registered.removeprefix("fashion-"),
+                                int(version_tags["nz"]), version_tags, version_tags["latent"])
+    context.log.info(f"{name}: {summary['images_per_s']} images/s, registered {registered} "
+                     f"version {version}")
     last = sorted((out_dir / "samples").glob("*.png"))[-1]
-    shown = {name: MetadataValue.md(markdown_image(grid([paths[-1]], cols=1, cell=512), name))
-             for name, paths in images.items()}
+    shown = {folder: MetadataValue.md(markdown_image(grid([paths[-1]], cols=1, cell=512),
+                                                     folder))
+             for folder, paths in images.items()}
     return MaterializeResult(metadata={
         "mlflow_run_id": run.info.run_id,
-        "model": f"fashion-{family} version {version}",
+        "model": f"{registered} version {version}",
         "steps": summary["steps"], "images_per_s": summary["images_per_s"],
         "wall_s": summary["wall_s"],
         "final_losses": MetadataValue.json(summary["final_losses"]),
-        f"{family}_report": MetadataValue.json(family_metrics),
+        f"{family.name}_report": MetadataValue.json(family_metrics),
         "metrics": MetadataValue.json(scores),
         "samples": MetadataValue.md(markdown_image(grid([last], cols=1, cell=512), "samples")),
+        "loss_curves": MetadataValue.md(markdown_image(
+            grid([out_dir / "loss_curves.png"], cols=1, cell=640), "loss curves")),
         **shown,
         "run_dir": MetadataValue.path(str(out_dir)),
     })
 
 
-def dcgan_asset(variant: str):
-    @asset(name=f"dcgan_{variant}", deps=[packshot_store, person_crops, attribute_classifier],
-           group_name="training",
+def family_asset(family: type[Family], variant: str, fixed: dict):
+    """The asset of one (family, variant), with its generated config class."""
+    config_class = asset_config_class(family, fixed)
+    doc = (family.__doc__ or family.name).strip().splitlines()[0]
+    registered = f"fashion-{family.name.replace('_', '-')}"
+    where = "full_pipeline and train_job" if family.in_demo else "train_job"
+
+    @asset(name=asset_name(family, variant),
+           deps=[packshot_store, person_crops, attribute_classifier], group_name="training",
            pool=POOL, op_tags=TRAINING_TAG,
-           description=f"DCGAN 64x64, {variant} variant: one MLflow run (params, the six "
-                       "losses per step, sample grids, checkpoint, flip gap, flip-inversion "
-                       "grids), generator registered as fashion-dcgan.")
-    def _train(context: AssetExecutionContext, config: DCGANAssetConfig,
+           tags={"fashion-gan/in-demo": str(family.in_demo).lower()},
+           description=f"{doc}{f' Variant: {variant}.' if variant else ''} One MLflow run "
+                       f"(params, losses per step, sample grids, loss curves, checkpoint, "
+                       f"the shared metrics); registered as {registered}. Trained by {where}.")
+    def _train(context: AssetExecutionContext, config: config_class,  # type: ignore[valid-type]
                storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
-        cfg = DCGANConfig.profile(config.profile, variant=variant, **config.overrides())
+        cfg = family_config(family, config, fixed, storage)
+        return train_and_register(context, storage, mlflow, config, family, variant, cfg)
 
-        def report(out_dir, summary):
-            generator = load_generator(out_dir, cfg)
-            metrics, before, after = symmetry_report(
-                generator, H5ImageDataset(storage.path("datasets", f"{config.data}.h5")),
-                cfg.nz, repair_steps=config.repair_steps, seed=cfg.seed,
-                netD=load_discriminator(out_dir, cfg))
-            paths = []
-            for name, images in (("before", before), ("after", after)):
-                paths.append(save_image_grid(images, out_dir / f"flip_inversion_{name}.png"))
-            return generator, metrics, {"flip_inversion": paths}
-
-        return train_and_register(context, storage, mlflow, config, "dcgan", variant, cfg,
-                                  train_dcgan, report)
-
+    _train.config_class = config_class
     return _train
 
 
-dcgan_assets = [dcgan_asset(v) for v in VARIANTS]
+def build_family_assets() -> list[tuple]:
+    """(asset, family) for every registered family and variant."""
+    return [(family_asset(family, variant, fixed), family)
+            for family in load_families().values()
+            for variant, fixed in (family.variants or {"": {}}).items()]
 
 
-@asset(deps=[packshot_store, person_crops, attribute_classifier], group_name="training",
-       pool=POOL, op_tags=TRAINING_TAG,
-       description="BiGAN 64x64 with latent reconstruction (preset EX1-EX9, EX6 by default): "
-                   "one MLflow run (params, the GAN and reconstruction losses per step, sample "
-                   "and held-out reconstruction grids, checkpoint, reconstruction errors), "
-                   "generator registered as fashion-bigan (z ~ U[-1, 1]).")
-def bigan(context: AssetExecutionContext, config: BiGANAssetConfig, storage: StorageResource,
-          mlflow: MLflowResource) -> MaterializeResult:
-    feature_weights = config.feature_weights
-    if config.feature_net == "classifier":
-        feature_weights = str(storage.path("models", "attribute_classifier.pt"))
-    cfg = BiGANConfig.profile(config.profile, preset=config.preset, lambda_ad=config.lambda_ad,
-                              lambda_ae=config.lambda_ae, lambda_h=config.lambda_h,
-                              feature_net=config.feature_net, feature_weights=feature_weights,
-                              nef=config.nef, **config.overrides())
+_built = build_family_assets()
+family_assets = [a for a, _ in _built]
+DEMO_ASSETS = [a for a, family in _built if family.in_demo]  # what full_pipeline trains
+ASSETS_BY_NAME = {a.key.path[-1]: a for a in family_assets}
 
-    def report(out_dir, summary):
-        generator, _ = load_networks(out_dir, cfg)
-        metrics = {k: summary[k] for k in ("reconstruction_error_pixel",
-                                           "reconstruction_error_latent", "flip_gap")}
-        return generator, metrics, {"reconstruction": [out_dir / "reconstruction.png"]}
 
-    return train_and_register(context, storage, mlflow, config, "bigan", cfg.preset, cfg,
-                              train_bigan, report, latent="uniform")
+def asset_config(name: str, **values) -> GANAssetConfig:
+    """The generated config of a training asset, e.g. asset_config("bigan", steps=2)."""
+    return ASSETS_BY_NAME[name].config_class(**values)
 
 
 class LeaderboardConfig(Config):
-    samples: int = 1000  # generated images per model version
-    max_versions: int = 20  # newest versions per registered model
-    seed: int = 0
+    samples: int = Field(1000, ge=10, description="generated images per model version")
+    max_versions: int = Field(20, ge=1, description="newest versions per registered model")
+    seed: int = Field(0, ge=0)
     inception_weights: str = ""  # a local file: adds the standard FID column
 
 
-@asset(deps=[attribute_classifier, *dcgan_assets, bigan], group_name="evaluation",
+@asset(deps=[attribute_classifier, *family_assets], group_name="evaluation",
        description="Every registered generator (fashion-*) loaded from MLflow and scored with "
-                   "the same metrics; alias `champion` on each family's best version by "
-                   "Fréchet distance. evaluation/leaderboard.md")
+                   "the same metrics, once per (version, classifier, data): scores are kept "
+                   "in evaluation/scores.parquet, so a run pays only for new versions. Alias "
+                   "`champion` on each family's best version by Fréchet distance. "
+                   "evaluation/leaderboard.md, evaluation/champions.png")
 def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
                     storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
     import mlflow as mlflow_lib
 
-    classifier, values = load_classifier(storage.path("models", "attribute_classifier.pt"))
-    data = H5ImageDataset(storage.path("datasets", "packshots.h5"))
+    classifier_file = classifier_path(storage)
+    data_file = storage.path("datasets", "packshots.h5")
+    classifier, values = load_classifier(classifier_file)
+    data = open_dataset(data_file)
     out_dir = storage.path("evaluation")
     out_dir.mkdir(parents=True, exist_ok=True)
     with mlflow_run("gan-leaderboard", mlflow.tracking_uri, mlflow.artifact_root,
                     {"dagster_run_id": context.run_id}) as run:
         client = mlflow_lib.MlflowClient()
-        table = score_registered(client, data, classifier, values, config.samples,
-                                 config.max_versions, config.seed,
-                                 inception_net(config))
+        table, counts = score_registered(
+            client, data, classifier, values, config.samples, config.max_versions,
+            config.seed, inception_net(config), cache=out_dir / "scores.parquet",
+            classifier_id=file_digest(classifier_file), data_id=file_digest(data_file),
+            inception_id=file_digest(config.inception_weights)
+            if config.inception_weights else "", log=context.log.info)
         champions = set_champions(client, table)
         text = markdown(table, champions)
         (out_dir / "leaderboard.md").write_text(text + "\n")
         table.to_csv(out_dir / "leaderboard.csv", index=False)
-        mlflow_lib.log_artifact(str(out_dir / "leaderboard.md"))
-        mlflow_lib.log_artifact(str(out_dir / "leaderboard.csv"))
+        picture = champion_grid(client, champions, None, out_dir / "champions.png")
+        for path in (out_dir / "leaderboard.md", out_dir / "leaderboard.csv", picture):
+            mlflow_lib.log_artifact(str(path))
+        mlflow_lib.log_metrics({"versions_scored": counts["scored"],
+                                "versions_cached": counts["cached"]})
     for model, version in champions.items():
         context.log.info(f"{model}: champion is version {version}")
     return MaterializeResult(metadata={
-        "models_scored": len(table), "champions": MetadataValue.json(champions),
+        "models_scored": len(table), "versions_scored_now": counts["scored"],
+        "versions_from_cache": counts["cached"], "champions": MetadataValue.json(champions),
         "leaderboard": MetadataValue.md(text), "mlflow_run_id": run.info.run_id,
+        "champion_samples": MetadataValue.md(markdown_image(
+            grid([picture], cols=1, cell=1024), "champions")),
         "path": MetadataValue.path(str(out_dir / "leaderboard.md"))})
