@@ -1,8 +1,13 @@
 """Scrapy settings: polite defaults for real shops; the demo spider overrides them for loopback."""
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Everything a crawl writes goes under the project's store: $FASHION_GAN_STORE, as for the
+# Dagster assets (pipelines/resources.py), else the repository's assets_store/.
+# (lower case, so Scrapy does not take it for a setting)
+store = Path(os.environ.get("FASHION_GAN_STORE") or ROOT / "assets_store").absolute()
 
 BOT_NAME = "fashion-gan"
 SPIDER_MODULES = ["scrapers.spiders"]
@@ -29,7 +34,7 @@ DOWNLOAD_TIMEOUT = 60
 # sees fresh pages while a re-run the same week costs the shop nothing.
 HTTPCACHE_ENABLED = True
 HTTPCACHE_EXPIRATION_SECS = 6 * 24 * 3600
-HTTPCACHE_DIR = str(ROOT / "assets_store" / "httpcache")
+HTTPCACHE_DIR = str(store / "httpcache")
 HTTPCACHE_IGNORE_HTTP_CODES = [500, 502, 503, 504, 429, 404]
 
 ITEM_PIPELINES = {
@@ -38,7 +43,7 @@ ITEM_PIPELINES = {
 }
 # Images keep their original size; files are named by the SHA1 of their URL, so an image that
 # is already on disk (and younger than IMAGES_EXPIRES days) is not downloaded again.
-IMAGES_STORE = str(ROOT / "assets_store" / "raw" / "images")
+IMAGES_STORE = str(store / "raw" / "images")
 IMAGES_EXPIRES = 90
 MEDIA_ALLOW_REDIRECTS = True
 

@@ -14,6 +14,7 @@ from dagster import (
     asset,
     asset_check,
 )
+from pydantic import Field, model_validator
 
 from pipelines.assets.scrape import raw_products
 from pipelines.processing.catalogue import (
@@ -34,15 +35,31 @@ from pipelines.resources import StorageResource
 
 
 class CatalogueConfig(Config):
-    image_size: int = 256  # packshots are padded white to square and resized to this
-    workers: int = 2
-    min_coverage: float = 0.9  # the coverage check fails below this share per column
+    image_size: int = Field(default=256, ge=8, le=4096,
+                            description="packshots are padded white to square and resized to "
+                                        "this many pixels a side (8-4096)")
+    workers: int = Field(default=2, ge=1, description="parallel image workers (>= 1)")
+    min_coverage: float = Field(default=0.9, ge=0.0, le=1.0,
+                                description="the coverage check fails below this share per "
+                                            "column (0-1)")
 
 
 class SplitConfig(Config):
-    val_fraction: float = 0.01
-    test_fraction: float = 0.01
-    seed: int = 0
+    val_fraction: float = Field(default=0.01, ge=0.0, lt=1.0,
+                                description="share of each (category, colour) group in val, "
+                                            "in [0, 1)")
+    test_fraction: float = Field(default=0.01, ge=0.0, lt=1.0,
+                                 description="share of each group in test, in [0, 1)")
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _train_keeps_a_share(self) -> "SplitConfig":
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1 so train keeps products, got "
+                f"{self.val_fraction} + {self.test_fraction} = "
+                f"{self.val_fraction + self.test_fraction}")
+        return self
 
 
 def value_counts_markdown(df: pd.DataFrame) -> str:

@@ -1,5 +1,7 @@
 """front_model_images, person_detector, person_crops and their checks."""
 
+from pathlib import Path
+from typing import Literal
 
 import h5py
 import numpy as np
@@ -13,6 +15,7 @@ from dagster import (
     asset,
     asset_check,
 )
+from pydantic import Field, field_validator, model_validator
 
 from pipelines.assets.catalogue import catalogue
 from pipelines.assets.pools import POOL, TRAINING_TAG
@@ -41,28 +44,66 @@ from pipelines.resources import StorageResource
 
 
 class FrontViewConfig(Config):
-    k: int = 8  # clusters; the front full-body one is picked by the score in front_view.py
-    seed: int = 0
-    workers: int = 2
+    k: int = Field(default=8, ge=2, le=256,
+                   description="K-means clusters (2-256); the front full-body one is picked by "
+                               "the score in front_view.py")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    workers: int = Field(default=2, ge=1, description="parallel feature workers (>= 1)")
+
+
+# The detector variants of pipelines/processing/person_detector.py (VARIANTS), spelled out so
+# Dagster's config schema lists them and refuses any other at launch.
+DetectorVariant = Literal["demo_small", "mobilenet_v3_large_320_fpn", "mobilenet_v3_large_fpn",
+                          "resnet50_fpn", "resnet50_fpn_v2"]
 
 
 class DetectorConfig(Config):
-    weights: str | None = None  # "coco", a weights file, or None: train on the demo's boxes
-    variant: str = "demo_small"  # for weights="coco": one of the COCO variants
-    steps: int = 300
-    batch_size: int = 8
-    lr: float = 3e-3
-    seed: int = 0
-    holdout: float = 0.2  # share of demo products kept out of training, to measure on
-    max_train_photos: int = 1200
-    min_score: float = 0.5
+    weights: str | None = Field(
+        default=None, description='"coco" (torchvision\'s COCO weights), a weights file, or '
+                                  "unset: train on the demo's boxes")
+    variant: DetectorVariant = Field(
+        default="demo_small", description="with weights='coco': one of the COCO variants; with "
+                                          "a plain state-dict file: its variant")
+    steps: int = Field(default=300, ge=1, description="training steps (>= 1)")
+    batch_size: int = Field(default=8, ge=1, description="photos per step (>= 1)")
+    lr: float = Field(default=3e-3, gt=0.0, allow_inf_nan=False,
+                      description="learning rate (> 0, finite)")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    holdout: float = Field(default=0.2, gt=0.0, lt=1.0,
+                           description="share of demo products kept out of training, to "
+                                       "measure on, in (0, 1)")
+    max_train_photos: int = Field(default=1200, ge=1)
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0,
+                             description="boxes below this score are ignored (0-1)")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_coco_or_file(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if value != "coco" and not Path(value).is_file():
+            raise ValueError(f"weights must be unset, 'coco' or an existing weights file; "
+                             f"{value!r} is not a file")
+        return value
+
+    @model_validator(mode="after")
+    def _coco_needs_coco_variant(self) -> "DetectorConfig":
+        if self.weights == "coco" and self.variant == "demo_small":
+            raise ValueError("weights='coco' needs a COCO variant: set variant to one of "
+                             "mobilenet_v3_large_320_fpn, mobilenet_v3_large_fpn, "
+                             "resnet50_fpn, resnet50_fpn_v2 ('demo_small' has no COCO weights)")
+        return self
 
 
 class CropConfig(Config):
-    size: int = 64
-    margin: float = 0.05
-    batch_size: int = 8
-    min_score: float = 0.5
+    size: int = Field(default=64, ge=8, le=1024, description="crop side in pixels (8-1024)")
+    margin: float = Field(default=0.05, ge=0.0, le=1.0,
+                          description="added around the person box, as a share of its size "
+                                      "(0-1)")
+    batch_size: int = Field(default=8, ge=1, description="photos per detector batch (>= 1)")
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0,
+                             description="photos whose best box scores below this are dropped "
+                                         "(0-1)")
 
 
 @asset(deps=[catalogue], group_name="model_images",

@@ -1,5 +1,7 @@
 """segmentation_store: 7-class person masks in one compressed HDF5 file, and its check."""
 
+from pathlib import Path
+from typing import Literal
 
 import h5py
 import numpy as np
@@ -14,6 +16,7 @@ from dagster import (
     asset_check,
 )
 from PIL import Image
+from pydantic import Field, field_validator
 
 from pipelines.assets.model_images import front_model_images
 from pipelines.processing.demo_truth import load_truth, photos_by_url
@@ -32,10 +35,21 @@ from pipelines.resources import StorageResource
 
 
 class SegmentationConfig(Config):
-    fashiongan_file: str | None = None  # import an ICCV17 FashionGAN G2.h5-style file
+    fashiongan_file: str | None = Field(
+        default=None, description="import an ICCV17 FashionGAN G2.h5-style file (must exist)")
     export_fashiongan: bool = False  # also write datasets/segmentation_fashiongan.h5
-    compression: str = "gzip"
-    level: int = 4
+    compression: Literal["gzip", "lzf"] = Field(
+        default="gzip", description="HDF5 filter: gzip (smaller) or lzf (faster)")
+    level: int = Field(default=4, ge=0, le=9, description="gzip level, 0-9")
+
+    @field_validator("fashiongan_file")
+    @classmethod
+    def _file_exists(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not Path(value).is_file():
+            raise ValueError(f"fashiongan_file {value!r} is not a file")
+        return value
 
 
 @asset(deps=[front_model_images], group_name="segmentation",

@@ -6,6 +6,7 @@ Dagster, a test or a benchmark) is its own `python -m scrapy crawl` process.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -57,6 +58,27 @@ class CrawlResult:
         return out
 
 
+def crawl_failure(returncode: int, stats: dict, output: str = "") -> str | None:
+    """Why a finished crawl process counts as failed (one line), or None.
+
+    The spider records its own verdict in the stats (`crawl/failure`: start URLs unreachable,
+    0 products); a non-zero exit without one is a crash, whose last error line in `output`
+    (stderr and the log's tail) is the reason; a crawl that exits 0 with no stats or no
+    product is a failure too, so an empty crawl is never recorded as a success.
+    """
+    if stats.get("crawl/failure"):
+        return str(stats["crawl/failure"])
+    if returncode != 0:
+        errors = [line.strip() for line in output.splitlines()
+                  if re.match(r"^\s*[A-Za-z_.]*(Error|Exception)\b.*:", line)]
+        return f"exited {returncode}" + (f": {errors[-1]}" if errors else "")
+    if not stats:
+        return "the crawl wrote no stats file"
+    if not stats.get("item_scraped_count"):
+        return "0 products scraped"
+    return None
+
+
 def run_crawl(shop: str, raw_dir: Path, start_urls: list[str] | None = None,
               max_products: int | None = None, spider_args: dict | None = None,
               settings: dict | None = None, timeout_s: float | None = None) -> CrawlResult:
@@ -88,11 +110,12 @@ def run_crawl(shop: str, raw_dir: Path, start_urls: list[str] | None = None,
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, timeout=timeout_s,
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0 or not stats_path.exists():
-        tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
-        raise CrawlError(f"scrapy crawl {shop} exited {proc.returncode}\n{proc.stderr[-2000:]}"
-                         f"\n{tail}")
-    stats = json.loads(stats_path.read_text())
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
+    reason = crawl_failure(proc.returncode, stats, proc.stderr + "\n" + tail)
+    if reason:
+        raise CrawlError(f"scrapy crawl {shop} failed: {reason}\n--- stderr ---\n"
+                         f"{proc.stderr[-2000:]}\n--- log {log_path} ---\n{tail}")
     meta = {"shop": shop, "crawled_at": now.isoformat(), "images_dir": "images"}
     (raw_dir / "crawls" / f"{stamp}.meta.json").write_text(json.dumps(meta))
     n_items = sum(1 for line in items_path.open(encoding="utf-8") if line.strip()) \

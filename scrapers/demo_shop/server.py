@@ -12,12 +12,17 @@ import json
 import threading
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from numbers import Integral
 from urllib.parse import parse_qs, urlparse
 
 from scrapers.demo_shop import draw
 from scrapers.demo_shop.catalog import CATEGORY_SLUGS, COLORS, Product, make_catalog
 
 PAGE_SIZE = 8
+
+
+class DemoPortError(OSError):
+    """The demo shop's port cannot be bound (in use, or not allowed); the message names it."""
 
 
 def listing_path(category_slug: str, color_slug: str, page: int = 1) -> str:
@@ -28,6 +33,8 @@ class DemoShop:
     """The shop's data and pages; `start()` serves it on a background thread."""
 
     def __init__(self, n_products: int = 200, seed: int = 0, page_size: int = PAGE_SIZE):
+        _check_int("products", n_products, 1)
+        _check_int("page_size", page_size, 1)
         self.products: list[Product] = make_catalog(n_products, seed)
         self.by_id = {p.id: p for p in self.products}
         self.seed = seed
@@ -70,7 +77,13 @@ class DemoShop:
             def log_message(self, *args):  # quiet: Scrapy logs what matters
                 pass
 
-        self.server = _Server(("127.0.0.1", port), Handler)
+        _check_int("port", port, 0, 65535, "0: any free port")
+        try:
+            self.server = _Server(("127.0.0.1", port), Handler)
+        except OSError as e:  # the bare errno message does not say which port
+            raise DemoPortError(
+                f"demo shop cannot listen on 127.0.0.1:{port}: {e.strerror or e} - stop what "
+                f"is using port {port} or choose another port (0: any free port)") from e
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name="demo-shop")
         self.thread.start()
@@ -201,6 +214,16 @@ class DemoShop:
                          "color_slug": p.color_slug, "faults": sorted(p.faults),
                          "packshot_url": base + self.image_urls(p)[0], "model_photos": entries}
         return out
+
+
+def _check_int(name: str, value, low: int, high: int | None = None, note: str = "") -> None:
+    """A bad size or port fails here, by name, not later as an empty shop or a bare errno."""
+    ok = isinstance(value, Integral) and not isinstance(value, bool) and value >= low \
+        and (high is None or value <= high)
+    if not ok:
+        allowed = f"an integer >= {low}" if high is None else f"an integer in {low}-{high}"
+        raise ValueError(f"demo shop {name} must be {allowed}{f' ({note})' if note else ''}, "
+                         f"got {value!r}")
 
 
 class _Server(ThreadingHTTPServer):

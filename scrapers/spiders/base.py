@@ -10,6 +10,7 @@ import re
 from urllib.parse import urlsplit
 
 import scrapy
+from scrapy import signals
 
 from scrapers.items import ProductItem
 from scrapers.shops import ShopConfig, load_shop
@@ -42,12 +43,53 @@ def clean(text: str | None) -> str | None:
     return text or None
 
 
+FAILURE_STAT = "crawl/failure"  # set, with the reason, when a crawl counts as failed
+
+
+def check_start_urls(text: str) -> list[str]:
+    """The comma-separated start URLs, each an absolute http(s) URL with a host.
+
+    A malformed URL fails here, when the spider is built, so `scrapy crawl` exits non-zero
+    naming it, instead of logging an error and finishing "successfully" with 0 products.
+    """
+    urls = [u.strip() for u in str(text).split(",") if u.strip()]
+    if not urls:
+        raise ValueError(f"start_urls={text!r}: no URL given")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"start_urls: {url!r} is not an absolute http(s) URL with a host "
+                             "(e.g. https://www.shop.example/damen/)")
+        try:
+            parts.port  # noqa: B018 (raises on a port outside 0-65535)
+        except ValueError as e:
+            raise ValueError(f"start_urls: {url!r} has a bad port ({e})") from None
+    return urls
+
+
+def check_max_products(value) -> int | None:
+    """None (no cap) or an integer >= 1; 0, -1 or 'abc' would silently crawl nothing."""
+    if value is None or value == "":
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = None
+    if number is None or number < 1:
+        raise ValueError(f"max_products must be an integer >= 1, got {value!r}")
+    return number
+
+
 class ShopSpider(scrapy.Spider):
     """Crawl a shop described by a ShopConfig. Arguments (contract 1):
 
     -a start_urls=URL[,URL...]  listing pages (or a page linking to listings) instead of the
                                 shop's category x colour defaults
     -a max_products=N           schedule at most N product pages
+
+    A crawl that scrapes no product fails: the reason (start URLs unreachable, or pages seen
+    but nothing extracted) is logged, stored in the stats as `crawl/failure`, and `scrapy
+    crawl` exits 1.
     """
 
     shop: str = ""
@@ -57,10 +99,18 @@ class ShopSpider(scrapy.Spider):
         self.config: ShopConfig = load_shop(self.shop)
         self._listing = re.compile(self.config.listing_regex)
         self._id = re.compile(self.config.id_regex) if self.config.id_regex else None
-        self.start_urls = ([u.strip() for u in start_urls.split(",") if u.strip()]
-                           if start_urls else self.config.listing_urls())
-        self.max_products = int(max_products) if max_products else None
+        self.start_urls = (check_start_urls(start_urls) if start_urls is not None
+                           else self.config.listing_urls())
+        self.max_products = check_max_products(max_products)
         self.scheduled: set[str] = set()
+        self.start_failures: dict[str, str] = {}  # start URL -> why it could not be fetched
+        self.failure: str | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider._report_failure, signal=signals.engine_stopped)
+        return spider
 
     @classmethod
     def update_settings(cls, settings):
@@ -69,7 +119,49 @@ class ShopSpider(scrapy.Spider):
 
     async def start(self):
         for url in self.start_urls:
-            yield scrapy.Request(url, callback=self.parse)
+            yield scrapy.Request(url, callback=self.parse, errback=self.start_failed)
+
+    def start_failed(self, failure):
+        """A start URL that cannot be fetched (refused, DNS, timeout, HTTP error status)."""
+        url = failure.request.url
+        response = getattr(failure.value, "response", None)
+        why = (f"HTTP {response.status}" if response is not None
+               else f"{failure.type.__name__}: {failure.getErrorMessage()}")
+        self.start_failures[url] = why
+        self.crawler.stats.inc_value("start_urls/failed")
+        self.logger.error(f"start URL {url} could not be fetched: {why}")
+
+    def failure_reason(self) -> str | None:
+        """Why this crawl failed, or None: it failed when it scraped no product."""
+        stats = self.crawler.stats
+        if stats.get_value("item_scraped_count", 0):
+            return None
+        if self.start_failures:
+            failed = [f"{u} ({why})" for u, why in self.start_failures.items()]
+            shown = "; ".join(failed[:3]) + (f"; {len(failed) - 3} more" if len(failed) > 3
+                                             else "")
+            return (f"0 products: {len(failed)} of {len(self.start_urls)} start URL(s) could "
+                    f"not be fetched: {shown}")
+        dropped = {k.split("/", 1)[1]: v for k, v in stats.get_stats().items()
+                   if k.startswith("dropped/")}
+        return (f"0 products from {len(self.start_urls)} start URL(s): "
+                f"{stats.get_value('pages/listing', 0)} listing pages, "
+                f"{stats.get_value('pages/product', 0)} product pages, dropped {dropped or 0} - "
+                f"check the start URLs and the selectors in scrapers/shops/{self.shop}.toml")
+
+    def closed(self, reason: str) -> None:
+        """Record a failed crawl in the stats before the StatsFile extension writes them."""
+        self.failure = self.failure_reason()
+        if self.failure:
+            self.crawler.stats.set_value(FAILURE_STAT, self.failure)
+            self.logger.error(f"crawl failed: {self.failure}")
+
+    def _report_failure(self) -> None:
+        """Make `scrapy crawl` exit 1 on a failed crawl. Scrapy (2.19) offers no hook for the
+        exit code; it exits 1 when a crawler ends without a spider, so the spider is
+        detached once the engine has stopped and everything is written."""
+        if self.failure:
+            self.crawler.spider = None
 
     def slugs(self, url: str) -> tuple[str | None, str | None]:
         parts = urlsplit(url)
