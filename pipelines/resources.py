@@ -5,29 +5,29 @@ when a resource is built, not when this module is imported, so a changed environ
 respected. Bad values fail when the resource is built, naming the field and what is allowed.
 """
 
-import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from training.paths import REPO_ROOT, mlflow_artifact_root, mlflow_tracking_uri, store_root
+
+__all__ = ["REPO_ROOT", "CrawlResource", "MLflowResource", "StorageResource"]
 
 
 def default_store_root() -> str:
-    """$FASHION_GAN_STORE, else the repository's assets_store/."""
-    return os.environ.get("FASHION_GAN_STORE") or str(REPO_ROOT / "assets_store")
+    """$FASHION_GAN_STORE, else the repository's assets_store/ (training.paths)."""
+    return str(store_root())
 
 
 def default_tracking_uri() -> str:
     """$MLFLOW_TRACKING_URI, else a sqlite store under the store root's mlflow/."""
-    return (os.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{Path(default_store_root()).absolute() / 'mlflow' / 'mlflow.db'}")
+    return mlflow_tracking_uri()
 
 
 def default_artifact_root() -> str:
     """mlflow/artifacts under the store root."""
-    return str(Path(default_store_root()).absolute() / "mlflow" / "artifacts")
+    return str(mlflow_artifact_root())
 
 
 class StorageResource(ConfigurableResource):

@@ -1,13 +1,11 @@
 """Scrapy settings: polite defaults for real shops; the demo spider overrides them for loopback."""
 
-import os
-from pathlib import Path
+from training.paths import store_root
 
-ROOT = Path(__file__).resolve().parent.parent
 # Everything a crawl writes goes under the project's store: $FASHION_GAN_STORE, as for the
-# Dagster assets (pipelines/resources.py), else the repository's assets_store/.
+# Dagster assets, else the repository's assets_store/ (training.paths, one definition).
 # (lower case, so Scrapy does not take it for a setting)
-store = Path(os.environ.get("FASHION_GAN_STORE") or ROOT / "assets_store").absolute()
+store = store_root()
 
 BOT_NAME = "fashion-gan"
 SPIDER_MODULES = ["scrapers.spiders"]

@@ -1,25 +1,22 @@
 """MLflow helpers: one run per training, generators registered as `fashion-<family>`.
 
-Tracking URI from MLFLOW_TRACKING_URI, default sqlite:///assets_store/mlflow/mlflow.db, artifacts
-under assets_store/mlflow/artifacts (contract 6). MLflow 3 refuses the plain file store, hence
-sqlite; registry stages are deprecated, so the best version gets the alias `champion`.
+Tracking URI from MLFLOW_TRACKING_URI, default a sqlite store under the store root's mlflow/
+(training.paths: $FASHION_GAN_STORE or assets_store/), artifacts under its mlflow/artifacts.
+MLflow 3 refuses the plain file store, hence sqlite; registry stages are deprecated, so the
+best version gets the alias `champion`.
 """
 
 import fcntl
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from training.paths import mlflow_artifact_root, mlflow_tracking_uri
+
 EXPERIMENT = "fashion-gan"
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI",
-                          f"sqlite:///{REPO_ROOT / 'assets_store' / 'mlflow' / 'mlflow.db'}")
+default_tracking_uri = mlflow_tracking_uri
 
 
 @contextmanager
@@ -29,7 +26,7 @@ def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: st
     import mlflow
 
     uri = tracking_uri or default_tracking_uri()
-    root = Path(artifact_root or REPO_ROOT / "assets_store" / "mlflow" / "artifacts")
+    root = Path(artifact_root or mlflow_artifact_root())
     lock_path = root.parent / ".setup.lock"
     if uri.startswith("sqlite:///"):
         lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
