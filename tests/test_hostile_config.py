@@ -278,3 +278,12 @@ def test_store_env_moves_the_http_cache_and_images(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert any((store / "httpcache" / "demo").iterdir())
     assert any((store / "raw" / "images" / "full").iterdir())
+
+
+@pytest.mark.parametrize(("argument", "value"), [("products", "abc"), ("products", "0"),
+                                                 ("seed", "-1")])
+def test_demo_spider_arguments_are_checked(argument, value):
+    from scrapers.spiders.demo import DemoSpider
+
+    with pytest.raises(ValueError, match=f"-a {argument} must be an integer >= "):
+        DemoSpider(**{argument: value})

@@ -13,7 +13,8 @@ class DemoSpider(ShopSpider):
     def __init__(self, start_urls=None, max_products=None, products="200", seed="0", **kw):
         self.embedded = None
         if not start_urls:
-            self.embedded = DemoShop(int(products), int(seed)).start()
+            self.embedded = DemoShop(whole_number("products", products, 1),
+                                     whole_number("seed", seed, 0)).start()
             start_urls = self.embedded.url + "/"
         super().__init__(start_urls=start_urls, max_products=max_products, **kw)
 
@@ -26,3 +27,14 @@ class DemoSpider(ShopSpider):
     def stop_embedded(self, spider):
         if self.embedded is not None:
             self.embedded.stop()
+
+
+def whole_number(name: str, value, least: int) -> int:
+    """-a name=value as an int >= least, or a one-line error naming the argument."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < least:
+        raise ValueError(f"-a {name} must be an integer >= {least}, got {value!r}")
+    return number
