@@ -19,7 +19,7 @@ COLUMNS = ("length", "sleeve_length", "fit", "pattern", "neckline")
 
 
 def thesis_rules(attributes: list[str]) -> dict:
-    """The rules of shared/reference/attribute_translation.md, as written (lower case only)."""
+    """The original dataset's (the thesis') translation rules, as written (lower case only)."""
     out = dict.fromkeys(COLUMNS)
     for raw in attributes:
         a = raw.lower()

@@ -1,4 +1,5 @@
-"""The one item every spider yields: a product, as contract 1 of DESIGN.md lists its fields."""
+"""The one item every spider yields: a product, with the fields contract 1 of
+docs/ARCHITECTURE.md lists."""
 
 import scrapy
 

@@ -83,8 +83,9 @@ MAX_DROPPED_ROWS = 10_000
 )
 def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
               storage: StorageResource) -> MaterializeResult:
-    out_dir = storage.path("catalogue")
-    res = build_catalogue(storage.path("raw"), out_dir, config.image_size, config.workers)
+    layout = storage.layout
+    out_dir = layout.catalogue_dir
+    res = build_catalogue(layout.raw_dir, out_dir, config.image_size, config.workers)
     df = res.catalogue
     report = {"coverage": res.coverage, "min_coverage": config.min_coverage,
               "drops": dict(res.drops),
@@ -99,8 +100,9 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
     if len(res.dropped_rows) > MAX_LOGGED_ROWS:
         context.log.warning(f"catalogue: {len(res.dropped_rows) - MAX_LOGGED_ROWS} more dropped "
                             f"rows in {paths['report']}")
-    preview = grid([out_dir / "images" / p for p in df["img_path"].head(32)], cols=8, cell=96)
-    preview.save(out_dir / "preview.jpg", quality=85)
+    preview = grid([layout.catalogue_images / p for p in df["img_path"].head(32)], cols=8,
+                   cell=96)
+    preview.save(layout.catalogue_preview, quality=85)
     return MaterializeResult(metadata={
         "rows": len(df),
         "crawled_rows": res.n_crawled_rows,
@@ -121,52 +123,52 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
        description="One-hot 0/1 table: img_path + one column per <column>_<value> (42 columns, "
                    "as the thesis' img_attr.csv).")
 def attribute_labels(storage: StorageResource) -> MaterializeResult:
-    out_dir = storage.path("catalogue")
-    labels = one_hot(read_catalogue(out_dir))
-    write_atomically({out_dir / "img_attr.csv": lambda p: labels.to_csv(p, sep=";", index=False),
-                      out_dir / "img_attr.parquet": lambda p: labels.to_parquet(p, index=False)})
+    layout = storage.layout
+    labels = one_hot(read_catalogue(layout.catalogue_dir))
+    write_atomically({layout.img_attr_csv: lambda p: labels.to_csv(p, sep=";", index=False),
+                      layout.img_attr: lambda p: labels.to_parquet(p, index=False)})
     positives = labels.drop(columns="img_path").sum().astype(int).to_dict()
     return MaterializeResult(metadata={
         "rows": len(labels),
         "label_columns": len(labels.columns) - 1,
         "positives": MetadataValue.json(positives),
-        "csv": MetadataValue.path(str(out_dir / "img_attr.csv")),
+        "csv": MetadataValue.path(str(layout.img_attr_csv)),
     })
 
 
 @asset(deps=[catalogue], group_name="catalogue",
        description="Seeded train/val/test split per (category, colour): 1% val, 1% test.")
 def dataset_splits(config: SplitConfig, storage: StorageResource) -> MaterializeResult:
-    out_dir = storage.path("catalogue")
-    df = read_catalogue(out_dir)
+    layout = storage.layout
+    df = read_catalogue(layout.catalogue_dir)
     df["split"] = assign_splits(df, config.val_fraction, config.test_fraction, config.seed)
     splits = df[["id", "img_path", "category", "color", "split"]]
-    write_atomically({out_dir / "splits.csv": lambda p: splits.to_csv(p, sep=";", index=False),
-                      out_dir / "splits.parquet": lambda p: splits.to_parquet(p, index=False)})
+    write_atomically({layout.splits_csv: lambda p: splits.to_csv(p, sep=";", index=False),
+                      layout.splits: lambda p: splits.to_parquet(p, index=False)})
     by_category = pd.crosstab(splits["category"], splits["split"])
     return MaterializeResult(metadata={
         "counts": MetadataValue.json(splits["split"].value_counts().to_dict()),
         "by_category": MetadataValue.md(by_category.to_markdown()),
-        "csv": MetadataValue.path(str(out_dir / "splits.csv")),
+        "csv": MetadataValue.path(str(layout.splits_csv)),
     })
 
 
 class PackshotStoreConfig(Config):
-    size: int = 64
+    size: int = Field(64, ge=8, le=1024, description="packshot side in the training store")
 
 
 @asset(deps=[attribute_labels, dataset_splits], group_name="catalogue",
        description="The packshots at 64x64 for GAN training, with the one-hot attribute labels "
                    "and the split. datasets/packshots.h5")
 def packshot_store(config: PackshotStoreConfig, storage: StorageResource) -> MaterializeResult:
-    cat_dir = storage.path("catalogue")
-    cat = read_catalogue(cat_dir)
-    labels = pd.read_parquet(cat_dir / "img_attr.parquet").set_index("img_path")
-    splits = pd.read_parquet(cat_dir / "splits.parquet").set_index("id")
-    images = packshot_arrays([cat_dir / "images" / p for p in cat["img_path"]], config.size)
+    layout = storage.layout
+    cat = read_catalogue(layout.catalogue_dir)
+    labels = pd.read_parquet(layout.img_attr).set_index("img_path")
+    splits = pd.read_parquet(layout.splits).set_index("id")
+    images = packshot_arrays([layout.catalogue_images / p for p in cat["img_path"]], config.size)
     label_names = list(labels.columns)
     out = write_image_store(
-        storage.path("datasets", "packshots.h5"), cat["id"], images,
+        layout.packshots, cat["id"], images,
         {"labels": labels.loc[cat["img_path"]].to_numpy(np.uint8),
          "split": np.array([{"train": 0, "val": 1, "test": 2}[s]
                             for s in splits.loc[cat["id"], "split"]], np.uint8)},
@@ -180,15 +182,15 @@ def packshot_store(config: PackshotStoreConfig, storage: StorageResource) -> Mat
 
 @asset_check(asset=catalogue, description="No id appears twice.")
 def catalogue_unique_ids(storage: StorageResource) -> AssetCheckResult:
-    df = read_catalogue(storage.path("catalogue"))
+    df = read_catalogue(storage.layout.catalogue_dir)
     dupes = df["id"][df["id"].duplicated()].tolist()
     return AssetCheckResult(passed=not dupes, metadata={"duplicates": MetadataValue.json(dupes)})
 
 
 @asset_check(asset=catalogue, description="Every img_path exists and decodes.")
 def catalogue_images_decode(storage: StorageResource) -> AssetCheckResult:
-    root = storage.path("catalogue", "images")
-    df = read_catalogue(storage.path("catalogue"))
+    root = storage.layout.catalogue_images
+    df = read_catalogue(storage.layout.catalogue_dir)
     bad = [p for p in df["img_path"] if not decodes(root / p)]
     return AssetCheckResult(passed=not bad, metadata={"checked": len(df),
                                                       "bad": MetadataValue.json(bad[:50])})
@@ -197,9 +199,9 @@ def catalogue_images_decode(storage: StorageResource) -> AssetCheckResult:
 @asset_check(asset=catalogue, description="catalogue.csv and catalogue.parquet hold the same "
                                           "rows (count and ids, in order).")
 def catalogue_csv_parquet_agree(storage: StorageResource) -> AssetCheckResult:
-    out_dir = storage.path("catalogue")
-    csv = pd.read_csv(out_dir / "catalogue.csv", sep=";", dtype=str, keep_default_na=False)
-    parquet = read_catalogue(out_dir)
+    layout = storage.layout
+    csv = pd.read_csv(layout.catalogue_csv, sep=";", dtype=str, keep_default_na=False)
+    parquet = read_catalogue(layout.catalogue_dir)
     same_ids = csv["id"].tolist() == parquet["id"].astype(str).tolist()
     return AssetCheckResult(passed=len(csv) == len(parquet) and same_ids,
                             metadata={"csv_rows": len(csv), "parquet_rows": len(parquet),
@@ -208,14 +210,14 @@ def catalogue_csv_parquet_agree(storage: StorageResource) -> AssetCheckResult:
 
 @asset_check(asset=catalogue, description="Every value lies inside the closed vocabulary.")
 def catalogue_values_in_vocabulary(storage: StorageResource) -> AssetCheckResult:
-    bad = out_of_vocabulary(read_catalogue(storage.path("catalogue")))
+    bad = out_of_vocabulary(read_catalogue(storage.layout.catalogue_dir))
     return AssetCheckResult(passed=not bad, metadata={"outside": MetadataValue.json(bad)})
 
 
 @asset_check(asset=catalogue, description="Per column, the share of products whose tags about "
                                           "that column were understood, against min_coverage.")
 def catalogue_translation_coverage(storage: StorageResource) -> AssetCheckResult:
-    report = json.loads(storage.path("catalogue", "translation_report.json").read_text())
+    report = json.loads(storage.layout.translation_report.read_text())
     coverage = report["coverage"]
     floor = report["min_coverage"]
     low = {c: v for c, v in coverage.items() if c in COLUMNS and v < floor}
@@ -227,7 +229,7 @@ def catalogue_translation_coverage(storage: StorageResource) -> AssetCheckResult
 @asset_check(asset=attribute_labels, description="Each product has exactly one category and at "
                                                  "most one value per other column.")
 def attribute_labels_one_hot(storage: StorageResource) -> AssetCheckResult:
-    labels = pd.read_parquet(storage.path("catalogue", "img_attr.parquet"))
+    labels = pd.read_parquet(storage.layout.img_attr)
     problems = {}
     for column in LABEL_COLUMNS:
         per_row = labels[[c for c in labels.columns if c.startswith(column + "_")]].sum(axis=1)
@@ -240,8 +242,8 @@ def attribute_labels_one_hot(storage: StorageResource) -> AssetCheckResult:
 
 @asset_check(asset=dataset_splits, description="Every catalogue product is in exactly one split.")
 def dataset_splits_cover_catalogue(storage: StorageResource) -> AssetCheckResult:
-    ids = set(read_catalogue(storage.path("catalogue"))["id"])
-    splits = pd.read_parquet(storage.path("catalogue", "splits.parquet"))
+    ids = set(read_catalogue(storage.layout.catalogue_dir)["id"])
+    splits = pd.read_parquet(storage.layout.splits)
     ok = splits["id"].is_unique and set(splits["id"]) == ids and \
         splits["split"].isin(["train", "val", "test"]).all()
     return AssetCheckResult(passed=bool(ok), metadata={"products": len(ids),

@@ -1,10 +1,10 @@
 """German shop attributes -> the closed English vocabulary of the catalogue.
 
-The thesis' rules (shared/reference/attribute_translation.md) match substrings in a fixed order and
-miss many real phrasings. Here each tag is normalised first (NFKC, so U+00A0 becomes a space;
-lower case; umlauts and ß folded to their ASCII spellings ae/oe/ue/ss, so both spellings agree),
-then routed to one column by its key (`Ärmellänge: …`) or, for a bare tag, by its stem
-(`…ausschnitt`, `…arm`, `…länge`), and only then matched against that column's value patterns,
+The thesis' rules (as benchmarks/translation_accuracy.py writes them out) match substrings in a
+fixed order and miss many real phrasings. Here each tag is normalised first (NFKC, so U+00A0
+becomes a space; lower case; umlauts and ß folded to their ASCII spellings ae/oe/ue/ss, so both
+spellings agree), then routed to one column by its key (`Ärmellänge: …`) or, for a bare tag, by its
+stem (`…ausschnitt`, `…arm`, `…länge`), and only then matched against that column's value patterns,
 ordered so that the longer word wins (dreiviertel before viertel, knöchellang before lang,
 mittellang before lang). Measurements (`60 cm bei Größe 36`) and shop noise are ignored; a tag
 routed to a column whose value is not in the vocabulary is `None` and reported as unknown.

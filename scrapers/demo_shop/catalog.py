@@ -1,7 +1,7 @@
 """The demo shop's products: deterministic from a seed, phrased the way German shops phrase them.
 
-Every product carries its English ground truth (the closed vocabulary of
-shared/reference/attribute_translation.md) and the German attribute list a shop page would show,
+Every product carries its English ground truth (the closed vocabulary: docs/ARCHITECTURE.md,
+contract 3) and the German attribute list a shop page would show,
 so the translator can be measured against the truth and the spiders see realistic pages.
 """
 
