@@ -10,9 +10,15 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
-from training.paths import REPO_ROOT, mlflow_artifact_root, mlflow_tracking_uri, store_root
+from training.paths import (
+    REPO_ROOT,
+    StoreLayout,
+    mlflow_artifact_root,
+    mlflow_tracking_uri,
+    store_root,
+)
 
-__all__ = ["REPO_ROOT", "CrawlResource", "MLflowResource", "StorageResource"]
+__all__ = ["REPO_ROOT", "CrawlResource", "MLflowResource", "StorageResource", "StoreLayout"]
 
 
 def default_store_root() -> str:
@@ -43,7 +49,13 @@ class StorageResource(ConfigurableResource):
             raise ValueError("storage.root must be a directory path, got an empty string")
         return value
 
+    @property
+    def layout(self) -> StoreLayout:
+        """Every file and folder the pipeline writes, by name (training/paths.py)."""
+        return StoreLayout(Path(self.root))
+
     def path(self, *parts: str) -> Path:
+        """Anything the layout does not name: root joined with parts."""
         return Path(self.root).joinpath(*parts)
 
 

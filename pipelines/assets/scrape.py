@@ -24,10 +24,10 @@ def raw_products(context: AssetExecutionContext, storage: StorageResource,
     if shop not in shop_partitions.get_partition_keys():
         raise ValueError(f"unknown shop {shop!r}: expected one of "
                          f"{', '.join(shop_partitions.get_partition_keys())}")
-    raw_dir = storage.path("raw", shop)
+    raw_dir = storage.layout.raw(shop)
     if shop == "demo":
         with DemoShop(crawl.demo_products, crawl.demo_seed).start(crawl.demo_port) as server:
-            truth = write_truth(server, raw_dir / "truth.json", masks=crawl.demo_masks)
+            truth = write_truth(server, storage.layout.truth(shop), masks=crawl.demo_masks)
             context.log.info(f"demo shop: {crawl.demo_products} products at {server.url}")
             result = run_crawl("demo", raw_dir, start_urls=[server.url + "/"],
                                max_products=crawl.max_products, timeout_s=crawl.timeout_s)

@@ -105,12 +105,12 @@ def family_config(family: type[Family], config: GANAssetConfig, fixed: dict,
 
 
 def classifier_path(storage: StorageResource) -> Path:
-    return storage.path("models", "attribute_classifier.pt")
+    return storage.layout.attribute_classifier
 
 
 def data_path(storage: StorageResource, data: str) -> Path:
     """datasets/<data>.h5 for a store name, else the path as given (a file or IDX folder)."""
-    return storage.path("datasets", f"{data}.h5") if "/" not in data and not \
+    return storage.layout.dataset(data) if "/" not in data and not \
         data.endswith(".h5") else Path(data)
 
 
@@ -126,7 +126,7 @@ def attribute_classifier(context: AssetExecutionContext, config: ClassifierConfi
     with mlflow_run("attribute-classifier", mlflow.tracking_uri, mlflow.artifact_root,
                     {"family": "classifier", "dagster_run_id": context.run_id}) as run:
         mlflow_lib.log_params(config.model_dump())
-        result = train_classifier(storage.path("datasets", "packshots.h5"), config.steps,
+        result = train_classifier(storage.layout.packshots, config.steps,
                                   config.batch_size, config.lr, config.seed, config.holdout,
                                   config.width, log=context.log.info)
         save_classifier(result, out, config.width)
@@ -154,7 +154,7 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
 
     name = asset_name(family, variant)
     source = data_path(storage, config.data)
-    out_dir = storage.path("runs", name, context.run_id[:8])
+    out_dir = storage.layout.runs(name, context.run_id)
     registered = f"fashion-{family.name.replace('_', '-')}"
     tags = {"family": family.name, "variant": variant, "dagster_run_id": context.run_id}
     with mlflow_run(name.replace("_", "-"), mlflow.tracking_uri, mlflow.artifact_root,
@@ -173,8 +173,7 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         if version_tags["kind"] in GENERATOR_KINDS:
             classifier, values = load_classifier(classifier_path(storage))
             scores = evaluate_generator(
-                model.sampler(), version_tags, open_dataset(storage.path("datasets",
-                                                                         "packshots.h5")),
+                model.sampler(), version_tags, open_dataset(storage.layout.packshots),
                 classifier, values, n=config.eval_samples, seed=cfg.seed,
                 inception=inception_net(config))
         mlflow_lib.log_metrics({**family_metrics, **scores,
@@ -271,10 +270,10 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
     import mlflow as mlflow_lib
 
     classifier_file = classifier_path(storage)
-    data_file = storage.path("datasets", "packshots.h5")
+    data_file = storage.layout.packshots
     classifier, values = load_classifier(classifier_file)
     data = open_dataset(data_file)
-    out_dir = storage.path("evaluation")
+    out_dir = storage.layout.evaluation_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with mlflow_run("gan-leaderboard", mlflow.tracking_uri, mlflow.artifact_root,
                     {"dagster_run_id": context.run_id}) as run:
