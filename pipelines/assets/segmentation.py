@@ -15,20 +15,19 @@ from dagster import (
     asset,
     asset_check,
 )
-from PIL import Image
 from pydantic import Field, field_validator
 
 from pipelines.assets.model_images import front_model_images
-from pipelines.processing.demo_truth import load_truth, photos_by_url
+from pipelines.processing.demo_truth import load_truth
 from pipelines.processing.images import array_grid, markdown_image
 from pipelines.processing.segmentation import (
     COARSE,
     N_CLASSES,
     SIZE,
-    crop_person,
     export_fashiongan,
     import_fashiongan,
     label_colors,
+    segmentations_from_demo,
     write_store,
 )
 from pipelines.resources import StorageResource
@@ -58,43 +57,26 @@ class SegmentationConfig(Config):
                    "datasets/segmentation.h5")
 def segmentation_store(context: AssetExecutionContext, config: SegmentationConfig,
                        storage: StorageResource) -> MaterializeResult:
+    layout = storage.layout
     drops = {"no_mask": 0, "unreadable": 0}
     if config.fashiongan_file:
         ids, images, labels = import_fashiongan(config.fashiongan_file)
         source = config.fashiongan_file
     else:
-        truth_path = storage.path("raw", "demo", "truth.json")
-        masks_dir = storage.path("raw", "demo", "truth_masks")
+        truth_path, masks_dir = layout.truth("demo"), layout.truth_masks("demo")
         if not truth_path.exists() or not masks_dir.exists():
             raise FileNotFoundError(
                 "segmentation_store needs person masks: crawl the demo shop with "
                 "crawl.demo_masks=true (the default) so raw/demo/truth_masks/ exists, or set "
                 "fashiongan_file=<G2.h5-style file> to import the ICCV17 FashionGAN layout.")
-        by_url = photos_by_url(load_truth(truth_path))
-        fronts = pd.read_parquet(storage.path("model_images", "front_model_images.parquet"))
-        ids, images, labels = [], [], []
-        for row in fronts.itertuples(index=False):
-            mask_name = by_url.get(row.image_url, {}).get("mask")
-            if not mask_name or not (masks_dir / mask_name).exists():
-                drops["no_mask"] += 1
-                continue
-            try:
-                with Image.open(storage.path(row.image_path)) as im:
-                    photo = np.asarray(im.convert("RGB"))
-            except OSError:
-                drops["unreadable"] += 1
-                continue
-            image, label = crop_person(photo, np.asarray(Image.open(masks_dir / mask_name)))
-            ids.append(row.id)
-            images.append(image)
-            labels.append(label)
-        images = np.stack(images) if images else np.zeros((0, SIZE, SIZE, 3), np.uint8)
-        labels = np.stack(labels) if labels else np.zeros((0, SIZE, SIZE), np.uint8)
+        ids, images, labels, drops = segmentations_from_demo(
+            pd.read_parquet(layout.front_model_images), load_truth(truth_path), masks_dir,
+            layout.root)
         source = "demo shop masks of the chosen front photos"
     for reason, n in drops.items():
         if n:
             context.log.warning(f"segmentation_store: {n} x {reason}")
-    out = write_store(storage.path("datasets", "segmentation.h5"), ids, images, labels,
+    out = write_store(layout.segmentation, ids, images, labels,
                       config.compression, config.level)
     with h5py.File(out, "r") as f:
         label_bytes = f["labels"].id.get_storage_size()
@@ -115,7 +97,7 @@ def segmentation_store(context: AssetExecutionContext, config: SegmentationConfi
         "path": MetadataValue.path(str(out)),
     }
     if config.export_fashiongan:
-        exported = export_fashiongan(out, storage.path("datasets", "segmentation_fashiongan.h5"))
+        exported = export_fashiongan(out, layout.segmentation_fashiongan)
         metadata["fashiongan_export"] = MetadataValue.path(str(exported))
     return MaterializeResult(metadata=metadata)
 
@@ -124,7 +106,7 @@ def segmentation_store(context: AssetExecutionContext, config: SegmentationConfi
                                                    "0-6, images (N,128,128,3), coarse (N,8,8) "
                                                    "0-3, N ids.")
 def segmentation_store_arrays(storage: StorageResource) -> AssetCheckResult:
-    with h5py.File(storage.path("datasets", "segmentation.h5"), "r") as f:
+    with h5py.File(storage.layout.segmentation, "r") as f:
         n = len(f["ids"])
         labels, images, coarse = f["labels"], f["images"], f["coarse"]
         ok = (labels.shape == (n, SIZE, SIZE) and labels.dtype == np.uint8

@@ -1,14 +1,37 @@
-"""Image stores in HDF5: uint8 images chunked per sample and compressed, utf-8 ids, extras.
+"""Image stores in HDF5: uint8 images chunked per sample and compressed, utf-8 ids, extras;
+and `atomic_h5`, the one way this project writes an HDF5 file.
 
 Used for datasets/person_crops.h5 (extras: boxes, scores) and other per-sample image stores.
 """
 
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 STR = h5py.string_dtype("utf-8")
+
+
+@contextmanager
+def atomic_h5(path: Path) -> Iterator[h5py.File]:
+    """An h5py.File open for writing on a temporary file beside `path`, renamed onto `path`
+    once the block ends and the file is closed. Any exception removes the temporary file and
+    leaves a previous `path` untouched, so readers never see a half-written store; the
+    temporary name is unique, so two writers of the same target never share it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with h5py.File(tmp, "x") as f:
+            yield f
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_image_store(path: Path, ids, images: np.ndarray, extras: dict | None = None,
@@ -19,9 +42,7 @@ def write_image_store(path: Path, ids, images: np.ndarray, extras: dict | None =
     if len(images) != len(ids):
         raise ValueError(f"{len(ids)} ids for {len(images)} images")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.h5")
-    with h5py.File(tmp, "w") as f:
+    with atomic_h5(path) as f:
         chunks = (1, *images.shape[1:]) if len(images) else None
         f.create_dataset("images", data=images, chunks=chunks, compression="gzip",
                          compression_opts=4, shuffle=True)
@@ -33,7 +54,6 @@ def write_image_store(path: Path, ids, images: np.ndarray, extras: dict | None =
             f.create_dataset(name, data=values)
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
-    tmp.replace(path)
     return path
 
 

@@ -20,6 +20,9 @@ import h5py
 import numpy as np
 from PIL import Image
 
+from pipelines.processing.demo_truth import photos_by_url
+from pipelines.processing.h5store import atomic_h5
+
 N_CLASSES = 7
 SIZE = 128
 COARSE = 8
@@ -100,9 +103,7 @@ def write_store(path: Path, ids, images: np.ndarray, labels: np.ndarray,
     if compression == "gzip":
         opts["compression_opts"] = level
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.h5")
-    with h5py.File(tmp, "w") as f:
+    with atomic_h5(path) as f:
         chunk = lambda shape: (1, *shape[1:]) if n else None  # noqa: E731
         f.create_dataset("labels", data=labels, chunks=chunk(labels.shape), **opts)
         f.create_dataset("images", data=images, chunks=chunk(images.shape), **opts)
@@ -111,8 +112,37 @@ def write_store(path: Path, ids, images: np.ndarray, labels: np.ndarray,
         f.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=STR)
         f.attrs["classes"] = list(CLASS_NAMES)
         f.attrs["coarse_classes"] = list(COARSE_NAMES)
-    tmp.replace(path)
     return path
+
+
+def segmentations_from_demo(fronts, truth: dict, masks_dir: Path, store_root: Path
+                            ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, int]]:
+    """(ids, images (N, 128, 128, 3), labels (N, 128, 128), drops) for the chosen front photos
+    (rows with id, image_path relative to store_root, image_url) from the demo shop's label
+    maps in masks_dir. A photo the truth has no mask for counts as `no_mask`, a photo that
+    does not decode as `unreadable`; both are left out."""
+    by_url = photos_by_url(truth)
+    masks_dir, store_root = Path(masks_dir), Path(store_root)
+    drops = {"no_mask": 0, "unreadable": 0}
+    ids, images, labels = [], [], []
+    for row in fronts.itertuples(index=False):
+        mask_name = by_url.get(row.image_url, {}).get("mask")
+        if not mask_name or not (masks_dir / mask_name).exists():
+            drops["no_mask"] += 1
+            continue
+        try:
+            with Image.open(store_root / row.image_path) as im:
+                photo = np.asarray(im.convert("RGB"))
+        except OSError:
+            drops["unreadable"] += 1
+            continue
+        with Image.open(masks_dir / mask_name) as mask:
+            image, label = crop_person(photo, np.asarray(mask))
+        ids.append(row.id)
+        images.append(image)
+        labels.append(label)
+    return (ids, np.stack(images) if images else np.zeros((0, SIZE, SIZE, 3), np.uint8),
+            np.stack(labels) if labels else np.zeros((0, SIZE, SIZE), np.uint8), drops)
 
 
 def read_ids(path: Path) -> list[str]:
@@ -181,7 +211,7 @@ def export_fashiongan(store: Path, path: Path) -> Path:
         ids = f["ids"][:]
     x = images.astype(np.float32).transpose(0, 3, 2, 1) / 255.0  # N,H,W,3 -> N,3,W,H
     mean = x.mean(0) if len(x) else np.zeros((3, SIZE, SIZE), np.float32)
-    with h5py.File(path, "w") as f:
+    with atomic_h5(path) as f:
         f.create_dataset("b_", data=labels.transpose(0, 2, 1)[:, None].astype(np.uint8),
                          compression="gzip")
         f.create_dataset("ih", data=(x - mean).astype(np.float32), compression="gzip")
