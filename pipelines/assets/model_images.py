@@ -33,12 +33,11 @@ from pipelines.processing.person_detector import (
     DetectorWeightsError,
     box_ious,
     crop_people,
-    evaluate_detector,
-    held_out,
+    detector_training_split,
+    heldout_scores,
     load_detector,
-    load_rgb,
     save_detector,
-    train_detector,
+    train_on_samples,
 )
 from pipelines.resources import StorageResource
 
@@ -111,8 +110,9 @@ class CropConfig(Config):
                    "automatically chosen front full-body cluster. model_images/*.parquet")
 def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
                        storage: StorageResource) -> MaterializeResult:
-    photos = photo_table(read_catalogue(storage.path("catalogue")))
-    named, coarse, ok = compute_features([storage.path(p) for p in photos["image_path"]],
+    layout = storage.layout
+    photos = photo_table(read_catalogue(layout.catalogue_dir))
+    named, coarse, ok = compute_features([layout.file(p) for p in photos["image_path"]],
                                          config.workers)
     unreadable = int((~ok).sum())
     if unreadable:
@@ -122,7 +122,7 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
     chosen = pd.DataFrame([
         {**photos.iloc[i][["id", "image_path", "image_url"]].to_dict(), "cluster": c,
          "distance": d} for i, c, d in best.values()]).sort_values("id").reset_index(drop=True)
-    out = storage.path("model_images", "front_model_images.parquet")
+    out = layout.front_model_images
     out.parent.mkdir(parents=True, exist_ok=True)
     chosen.to_parquet(out, index=False)
     # preview: per cluster (front first), the photos nearest its centre
@@ -132,9 +132,9 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
     preview = []
     for c in order:
         d = np.linalg.norm(x - model.kmeans.cluster_centers_[c], axis=1)
-        preview += [storage.path(photos["image_path"][i]) for i in np.argsort(d)[:8]]
+        preview += [layout.file(photos["image_path"][i]) for i in np.argsort(d)[:8]]
     sheet = grid(preview, cols=8, cell=72)
-    sheet.save(out.with_name("clusters_preview.jpg"), quality=85)
+    sheet.save(layout.clusters_preview, quality=85)
     labels = model.kmeans.labels_
     metadata = {
         "products": len(chosen),
@@ -149,7 +149,7 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
                                     + markdown_image(sheet, "clusters")),
         "path": MetadataValue.path(str(out)),
     }
-    truth_path = storage.path("raw", "demo", "truth.json")
+    truth_path = layout.truth("demo")
     if truth_path.exists():
         metadata["demo_front_accuracy"] = round(front_accuracy(chosen["image_url"],
                                                                load_truth(truth_path)), 4)
@@ -161,15 +161,14 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
                    "or a given file when configured, else fine-tuned on the demo's boxes.")
 def person_detector(context: AssetExecutionContext, config: DetectorConfig,
                     storage: StorageResource) -> MaterializeResult:
-    out = storage.path("models", "person_detector.pt")
-    truth_path = storage.path("raw", "demo", "truth.json")
+    layout = storage.layout
+    out = layout.person_detector
     samples = []
-    if truth_path.exists():
-        samples = annotated_photos(photo_table(read_catalogue(storage.path("catalogue"))),
-                                   load_truth(truth_path))
-    train = [s for s in samples if not held_out(s[0], config.seed, config.holdout)]
-    test = [s for s in samples if held_out(s[0], config.seed, config.holdout)
-            and s[2]["view"] == "front"]
+    if layout.truth("demo").exists():
+        samples = annotated_photos(photo_table(read_catalogue(layout.catalogue_dir)),
+                                   load_truth(layout.truth("demo")))
+    train, test = detector_training_split(samples, config.seed, config.holdout,
+                                          config.max_train_photos)
     metadata = {}
     if config.weights:
         model, meta = load_detector(config.weights, config.variant)
@@ -180,25 +179,12 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
                 "person_detector has no weights and no demo ground truth to train on. Set "
                 "weights='coco' (torchvision's COCO weights, needs the internet once) or "
                 "weights=<file>, or crawl the demo shop first.")
-        rng = np.random.default_rng(config.seed)
-        if len(train) > config.max_train_photos:
-            train = [train[i] for i in sorted(rng.choice(len(train), config.max_train_photos,
-                                                         replace=False))]
-        images = [load_rgb(storage.path(s[1])) for s in train]
-        result = train_detector(images, [s[2]["box"] for s in train], config.steps,
-                                config.batch_size, config.lr, config.seed, log=context.log.info)
-        model = result.model
-        meta = {"trained_on": "demo shop boxes", "train_photos": len(train),
-                "steps": result.steps, "train_wall_s": round(result.wall_s, 1),
-                "final_loss": round(float(np.mean(result.losses[-20:])), 4)}
+        model, meta = train_on_samples(train, layout.root, config.steps, config.batch_size,
+                                       config.lr, config.seed, log=context.log.info)
         save_detector(model, "demo_small", out, meta)
-        metadata.update({k: v for k, v in meta.items()})
+        metadata.update(meta)
     if test:
-        scores = evaluate_detector(model, [load_rgb(storage.path(s[1])) for s in test],
-                                   [s[2]["box"] for s in test], config.min_score)
-        metadata.update({"heldout_front_photos": scores["photos"],
-                         "heldout_mean_iou": scores["mean_iou"],
-                         "heldout_recall": scores["recall"]})
+        metadata.update(heldout_scores(model, test, layout.root, config.min_score))
     metadata["variant"] = meta.get("variant", "demo_small")
     metadata["path"] = MetadataValue.path(str(out))
     return MaterializeResult(metadata=metadata)
@@ -209,14 +195,15 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
                    "padded square, 64x64. datasets/person_crops.h5")
 def person_crops(context: AssetExecutionContext, config: CropConfig,
                  storage: StorageResource) -> MaterializeResult:
-    fronts = pd.read_parquet(storage.path("model_images", "front_model_images.parquet"))
-    model, meta = load_detector(storage.path("models", "person_detector.pt"))
-    result = crop_people(model, [(i, storage.path(p)) for i, p in enumerate(fronts["image_path"])],
+    layout = storage.layout
+    fronts = pd.read_parquet(layout.front_model_images)
+    model, meta = load_detector(layout.person_detector)
+    result = crop_people(model, [(i, layout.file(p)) for i, p in enumerate(fronts["image_path"])],
                          config.size, config.margin, config.batch_size, config.min_score)
     kept = fronts.iloc[result.keys]
     ids, urls, crops = list(kept["id"]), list(kept["image_url"]), result.images
     boxes, scores, drops = result.boxes, result.scores, result.drops
-    out = storage.path("datasets", "person_crops.h5")
+    out = layout.person_crops
     images = np.stack(crops) if crops else np.zeros((0, config.size, config.size, 3), np.uint8)
     write_image_store(out, ids, images, {
         "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
@@ -229,7 +216,7 @@ def person_crops(context: AssetExecutionContext, config: CropConfig,
                 "mean_score": round(float(np.mean(scores)), 4) if scores else 0.0,
                 "preview": MetadataValue.md(markdown_image(sheet, "crops")),
                 "path": MetadataValue.path(str(out))}
-    truth_path = storage.path("raw", "demo", "truth.json")
+    truth_path = layout.truth("demo")
     if truth_path.exists() and ids:
         by_url = photos_by_url(load_truth(truth_path))
         pairs = [(b, by_url[u]["box"]) for b, u in zip(boxes, urls, strict=True) if u in by_url]
@@ -242,8 +229,8 @@ def person_crops(context: AssetExecutionContext, config: CropConfig,
 @asset_check(asset=front_model_images, description="Every product with a stored model photo "
                                                    "gets exactly one choice.")
 def front_model_images_one_per_product(storage: StorageResource) -> AssetCheckResult:
-    expected = set(photo_table(read_catalogue(storage.path("catalogue")))["id"])
-    chosen = pd.read_parquet(storage.path("model_images", "front_model_images.parquet"))
+    expected = set(photo_table(read_catalogue(storage.layout.catalogue_dir))["id"])
+    chosen = pd.read_parquet(storage.layout.front_model_images)
     missing = sorted(expected - set(chosen["id"]))
     extra = sorted(set(chosen["id"]) - expected)
     ok = chosen["id"].is_unique and not missing and not extra
@@ -255,7 +242,7 @@ def front_model_images_one_per_product(storage: StorageResource) -> AssetCheckRe
 @asset_check(asset=person_crops, description="The HDF5 file opens; images (N, S, S, 3) uint8, "
                                              "boxes (N, 4) and scores (N,) float32, N ids.")
 def person_crops_arrays(storage: StorageResource) -> AssetCheckResult:
-    path = storage.path("datasets", "person_crops.h5")
+    path = storage.layout.person_crops
     with h5py.File(path, "r") as f:
         shapes = {k: list(f[k].shape) for k in f}
         dtypes = {k: str(f[k].dtype) for k in ("images", "boxes", "scores")}

@@ -254,6 +254,52 @@ def held_out(product_id: str, seed: int = 0, share: float = 0.2) -> bool:
     return h / 0xFFFFFFFF < share
 
 
+# (product id, image_path relative to the store root, the photo's truth: view, box, ...), as
+# demo_truth.annotated_photos gives them
+Sample = tuple[str, str, dict]
+
+
+def detector_training_split(samples: Sequence[Sample], seed: int = 0, holdout: float = 0.2,
+                            max_train_photos: int | None = None
+                            ) -> tuple[list[Sample], list[Sample]]:
+    """(train, test) by product, so no product's photos are on both sides: the `holdout` share
+    of products (held_out) is kept out of training and measured on, front photos only, as
+    person_crops crops front photos. Train keeps at most max_train_photos, a seeded sample in
+    the original order."""
+    train = [s for s in samples if not held_out(s[0], seed, holdout)]
+    test = [s for s in samples if held_out(s[0], seed, holdout) and s[2]["view"] == "front"]
+    if max_train_photos is not None and len(train) > max_train_photos:
+        rng = np.random.default_rng(seed)
+        train = [train[i] for i in sorted(rng.choice(len(train), max_train_photos,
+                                                     replace=False))]
+    return train, test
+
+
+def train_on_samples(samples: Sequence[Sample], store_root: Path, steps: int = 300,
+                     batch_size: int = 8, lr: float = 3e-3, seed: int = 0,
+                     log: Callable[[str], None] | None = None) -> tuple[FasterRCNN, dict]:
+    """The demo_small detector trained on the samples' photos and true boxes, and the meta
+    save_detector records (and the asset reports): what it learnt from, steps, time, loss."""
+    root = Path(store_root)
+    result = train_detector([load_rgb(root / s[1]) for s in samples],
+                            [s[2]["box"] for s in samples], steps, batch_size, lr, seed, log=log)
+    meta = {"trained_on": "demo shop boxes", "train_photos": len(samples),
+            "steps": result.steps, "train_wall_s": round(result.wall_s, 1),
+            "final_loss": round(float(np.mean(result.losses[-20:])), 4)}
+    return result.model, meta
+
+
+def heldout_scores(model: FasterRCNN, samples: Sequence[Sample], store_root: Path,
+                   min_score: float = 0.5) -> dict:
+    """evaluate_detector on the held-out samples, as heldout_front_photos, heldout_mean_iou
+    and heldout_recall."""
+    root = Path(store_root)
+    scores = evaluate_detector(model, [load_rgb(root / s[1]) for s in samples],
+                               [s[2]["box"] for s in samples], min_score)
+    return {"heldout_front_photos": scores["photos"], "heldout_mean_iou": scores["mean_iou"],
+            "heldout_recall": scores["recall"]}
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     image = np.ascontiguousarray(image)
     if not image.flags.writeable:  # arrays from PIL are read-only; torch wants to own them
