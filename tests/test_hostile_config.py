@@ -194,7 +194,7 @@ def scrapy_crawl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
      "max_products must be an integer >= 1, got '-1'"),
     (["-a", "start_urls=http://127.0.0.1:1/", "-a", "max_products=abc"],
      "max_products must be an integer >= 1, got 'abc'"),
-    (["-a", "products=0"], "demo shop products must be an integer >= 1, got 0"),
+    (["-a", "products=0"], "-a products must be an integer >= 1, got '0'"),
 ])
 def test_scrapy_crawl_refuses_bad_arguments(tmp_path, args, reason):
     proc = scrapy_crawl(tmp_path, *args)
