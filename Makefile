@@ -54,6 +54,7 @@ bench-gan: run
 	$(BIN)/python benchmarks/dcgan_speed.py --steps 30 --warmup 3
 	$(BIN)/python benchmarks/dcgan_bf16_quality.py --seeds 0 1 2 --steps 300
 	$(BIN)/python benchmarks/gan_replication.py --steps 300 --seeds 0 1 2
+	$(BIN)/python benchmarks/classic_speed.py --out $(STORE)/benchmarks/classic_speed.json
 
 clean:
 	rm -rf $(STORE)/raw $(STORE)/catalogue

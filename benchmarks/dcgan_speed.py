@@ -7,13 +7,14 @@ in one process on this machine:
 - reference: written the way the official PyTorch DCGAN example is, reading the catalogue's
   256x256 JPEG packshots through torchvision ImageFolder (Resize 64, CenterCrop, ToTensor,
   Normalize) and a DataLoader with 2 workers, fp32;
-- ours, fp32: training.dcgan.train_dcgan on datasets/packshots.h5 held in memory;
+- ours, fp32: training.loop.train("dcgan", ...) on datasets/packshots.h5 held in memory;
 - ours, fp32 + channels_last;
 - ours, bf16 autocast + channels_last (the default).
-Needs the demo's catalogue and packshots.h5 (make run). On a CUDA machine everything runs on
-the GPU. Model FLOPs utilisation: the FLOPs of one training step are counted with
-torch.utils.flop_counter (about 2.5 GFLOP per image at these widths) and divided by the
-peak measured here with a large matrix product in the same arithmetic (fp32 or bf16).
+Needs the demo's catalogue and packshots.h5 (make run; --data and --images name others). On
+a CUDA machine everything runs on the GPU. Model FLOPs utilisation: the FLOPs of one training
+step are counted with torch.utils.flop_counter (about 2.5 GFLOP per image at these widths) and
+divided by the peak measured here with a large matrix product in the same arithmetic (fp32 or
+bf16).
 """
 
 import argparse
@@ -29,7 +30,8 @@ import torchvision.transforms as transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.dcgan import DCGANConfig, train_dcgan  # noqa: E402
+from training.families.dcgan import DCGANConfig  # noqa: E402
+from training.loop import train  # noqa: E402
 from training.models.dcgan import define_D, define_G  # noqa: E402
 
 STORE = Path(__file__).resolve().parent.parent / "assets_store"
@@ -116,13 +118,14 @@ def reference_loop(root: Path, steps: int, warmup: int, batch: int = 64,
 
 
 def ours(data: Path, steps: int, warmup: int, bf16: bool, channels_last: bool) -> float:
-    """images/s of train_dcgan, timed after `warmup` steps (a first run to that checkpoint)."""
+    """images/s of the frame's dcgan, timed after `warmup` steps (a first run to that
+    checkpoint; the resumed run's summary counts only the steps it ran)."""
     with tempfile.TemporaryDirectory() as tmp:
         common = dict(variant="baseline", batch_size=64, ngf=64, ndf=64, bf16=bf16,
                       channels_last=channels_last, log_every=10_000, sample_every=10_000)
-        train_dcgan(DCGANConfig(steps=warmup, checkpoint_every=warmup, **common), data, tmp)
-        summary = train_dcgan(DCGANConfig(steps=warmup + steps, checkpoint_every=10_000,
-                                          **common), data, tmp)
+        train("dcgan", DCGANConfig(steps=warmup, checkpoint_every=warmup, **common), data, tmp)
+        summary = train("dcgan", DCGANConfig(steps=warmup + steps, checkpoint_every=10_000,
+                                             **common), data, tmp)
         return summary["images_per_s"]
 
 
@@ -130,14 +133,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=STORE / "datasets" / "packshots.h5",
+                    help="the HDF5 store the in-memory loops read")
+    ap.add_argument("--images", type=Path, default=STORE / "catalogue" / "images",
+                    help="the ImageFolder (one subfolder per class) the reference reads")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    folder = STORE / "catalogue" / "images"
+    folder = args.images
     rows = [("reference, as the example (ImageFolder JPEG + DataLoader 2 workers, fp32)", False,
              reference_loop(folder, args.steps, args.warmup, device=device)),
             ("reference with persistent loader workers", False,
              reference_loop(folder, args.steps, args.warmup, device=device, persistent=True))]
-    data = STORE / "datasets" / "packshots.h5"
+    data = args.data
     for name, bf16, cl in (("ours, in memory, fp32", False, False),
                            ("ours, in memory, fp32 + channels_last", False, True),
                            ("ours, in memory, bf16 autocast + channels_last", True, True)):

@@ -9,7 +9,9 @@
   flip-inversion repair before/after (symmetry error, reconstruction error);
 - BiGAN presets (EX1, EX4, EX7 by default: λ1 = 0.05, 1, 2.5, L_AD alone): held-out pixel
   and latent reconstruction error, mode coverage, Fréchet distance.
-Every model is scored by the same training.evaluation.evaluate_generator. The classifier is
+Every model is trained by training.loop.train, restored from its run folder (the discriminator
+for the flip gap comes with it) and scored by the same training.evaluation.evaluate_generator,
+sampled as its registry tags say (DCGAN z ~ N(0, I), BiGAN z ~ U[-1, 1]). The classifier is
 assets_store/models/attribute_classifier.pt when it exists, else trained once here (seed 0).
 Runs on CUDA when present (training; scoring on the CPU). Needs datasets/packshots.h5.
 """
@@ -26,18 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.bigan import BiGANConfig, load_networks, train_bigan  # noqa: E402
 from training.classifier import load_classifier, save_classifier, train_classifier  # noqa: E402
 from training.datasets import H5ImageDataset  # noqa: E402
-from training.dcgan import (  # noqa: E402
-    VARIANTS,
-    DCGANConfig,
-    load_discriminator,
-    load_generator,
-    symmetry_report,
-    train_dcgan,
-)
 from training.evaluation import evaluate_generator  # noqa: E402
+from training.families.bigan import BiGAN, BiGANConfig  # noqa: E402
+from training.families.dcgan import DCGAN, VARIANTS, DCGANConfig, symmetry_report  # noqa: E402
+from training.loop import train  # noqa: E402
 
 STORE = Path(__file__).resolve().parent.parent / "assets_store"
 DCGAN_COLUMNS = ("flip_gap", "symmetry_error_generated", "symmetry_error_before_repair",
@@ -96,12 +92,12 @@ def main() -> None:
                                       seed=seed, sample_every=10**9, checkpoint_every=10**9)
             out = work / f"dcgan-{variant}-{seed}"
             t0 = time.perf_counter()
-            summary = train_dcgan(cfg, args.data, out)
-            netG = load_generator(out, cfg)
-            report, _, _ = symmetry_report(netG, data, cfg.nz, seed=seed, n_repair=64,
-                                           netD=load_discriminator(out, cfg))
-            scores = evaluate_generator(netG, cfg.nz, data, classifier, values,
-                                        n=args.samples, seed=seed)
+            summary = train("dcgan", cfg, args.data, out)
+            trained = DCGAN.restore(cfg, data, out)
+            report, _, _ = symmetry_report(trained.netG, data, cfg.nz, seed=seed, n_repair=64,
+                                           netD=trained.netD)
+            scores = evaluate_generator(trained.netG, trained.registry_tags(), data, classifier,
+                                        values, n=args.samples, seed=seed)
             row = {"variant": variant, "seed": seed, "images_per_s": summary["images_per_s"],
                    **report, **scores, "wall_s": round(time.perf_counter() - t0, 1)}
             dcgan_rows.append(row)
@@ -113,10 +109,10 @@ def main() -> None:
                                       sample_every=10**9, checkpoint_every=10**9)
             out = work / f"bigan-{preset}-{seed}"
             t0 = time.perf_counter()
-            summary = train_bigan(cfg, args.data, out)
-            netG, _ = load_networks(out, cfg)
-            scores = evaluate_generator(netG, cfg.nz, data, classifier, values,
-                                        n=args.samples, seed=seed, latent="uniform")
+            summary = train("bigan", cfg, args.data, out)
+            trained = BiGAN.restore(cfg, data, out)
+            scores = evaluate_generator(trained.netG, trained.registry_tags(), data, classifier,
+                                        values, n=args.samples, seed=seed)
             row = {"preset": preset, "seed": seed, "images_per_s": summary["images_per_s"],
                    **{k: summary[k] for k in BIGAN_COLUMNS if k in summary}, **scores,
                    "wall_s": round(time.perf_counter() - t0, 1)}
