@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from training.config import check_config, option  # noqa: F401  (families import them here)
-from training.runtime import average_gradients
+from training.runtime import average_gradients, bf16_native
 
 KINDS = ("sampler", "conditional", "translator", "classifier")
 FAMILIES: dict[str, type["Family"]] = {}
@@ -70,7 +70,9 @@ class Family:
         self.current_step = 0  # set by the loop before each step
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        # bf16 where the hardware runs it natively; asked-for bf16 falls back to fp32 elsewhere
+        self.bf16 = bool(cfg.bf16) and bf16_native(device)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
         self.memory_format = (torch.channels_last if cfg.channels_last
                               else torch.contiguous_format)
 

@@ -43,3 +43,15 @@ def average_gradients(*modules: torch.nn.Module) -> None:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
 
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively here: CUDA with bf16, or a CPU whose oneDNN has bf16
+    kernels (AVX-512 BF16 or AMX). On an AVX2-only CPU bf16 is emulated and about ten times
+    slower than fp32, so the frame trains in fp32 there even when bf16 is asked for."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
