@@ -16,13 +16,18 @@ import torch
 from training.paths import mlflow_artifact_root, mlflow_tracking_uri
 
 EXPERIMENT = "fashion-gan"
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, latency,
+# tokens) and hides the Models link; "custom_model_development" is its "Model training" view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 default_tracking_uri = mlflow_tracking_uri
 
 
 @contextmanager
 def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: str | None = None,
                tags: dict | None = None):
-    """Start a run in the project's experiment, creating the store and experiment if needed."""
+    """Start a run in the project's experiment, creating the store and experiment if needed;
+    the experiment is marked as model training so the MLflow UI opens it in that view."""
     import mlflow
 
     uri = tracking_uri or default_tracking_uri()
@@ -36,8 +41,13 @@ def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: st
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            mlflow.create_experiment(EXPERIMENT, artifact_location=root.resolve().as_uri())
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=root.resolve().as_uri(),
+                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        elif EXPERIMENT_KIND_TAG not in experiment.tags:  # a store made before the tag
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id,
+                                                     EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         yield run

@@ -16,6 +16,7 @@ from dagster import (
 )
 from pydantic import Field, model_validator
 
+from pipelines.assets.previews import picture
 from pipelines.assets.scrape import raw_products
 from pipelines.processing.catalogue import (
     LABEL_COLUMNS,
@@ -113,6 +114,7 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
                                                     for k, v in res.coverage.items()}),
         "unknown_tags_top10": MetadataValue.json(dict(res.unknown_tags.most_common(10))),
         "value_counts": MetadataValue.md(value_counts_markdown(df)),
+        **picture(context, preview, "packshots", "catalogue"),  # shown without a click
         "preview": MetadataValue.md(markdown_image(preview, "packshots")),
         "csv": MetadataValue.path(str(paths["csv"])),
         "parquet": MetadataValue.path(str(paths["parquet"])),
@@ -120,8 +122,8 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
 
 
 @asset(deps=[catalogue], group_name="catalogue",
-       description="One-hot 0/1 table: img_path + one column per <column>_<value> (42 columns, "
-                   "as the thesis' img_attr.csv).")
+       description="One-hot 0/1 table: img_path + one column per `<column>_<value>` (42 "
+                   "columns, as the thesis' `img_attr.csv`).")
 def attribute_labels(storage: StorageResource) -> MaterializeResult:
     layout = storage.layout
     labels = one_hot(read_catalogue(layout.catalogue_dir))

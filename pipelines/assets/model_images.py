@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.assets.catalogue import catalogue
 from pipelines.assets.pools import POOL, TRAINING_TAG
+from pipelines.assets.previews import picture
 from pipelines.processing.catalogue import read_catalogue
 from pipelines.processing.demo_truth import (
     annotated_photos,
@@ -107,7 +108,7 @@ class CropConfig(Config):
 
 @asset(deps=[catalogue], group_name="model_images",
        description="K-means over model-photo features; per product the photo nearest the "
-                   "automatically chosen front full-body cluster. model_images/*.parquet")
+                   "automatically chosen front full-body cluster. `model_images/*.parquet`")
 def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
                        storage: StorageResource) -> MaterializeResult:
     layout = storage.layout
@@ -144,6 +145,7 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
         "cluster_sizes": MetadataValue.json({int(c): int((labels == c).sum())
                                              for c in range(model.kmeans.n_clusters)}),
         "cluster_scores": MetadataValue.json([round(float(s), 3) for s in model.cluster_scores]),
+        **picture(context, sheet, "clusters", "front_model_images"),  # shown without a click
         "preview": MetadataValue.md("Rows: clusters, the chosen front cluster first; each row "
                                     "the 8 photos nearest its centre.\n\n"
                                     + markdown_image(sheet, "clusters")),
@@ -214,6 +216,7 @@ def person_crops(context: AssetExecutionContext, config: CropConfig,
     sheet = array_grid(crops[:32], cols=8)
     metadata = {"crops": len(ids), "drop_reasons": MetadataValue.json(drops),
                 "mean_score": round(float(np.mean(scores)), 4) if scores else 0.0,
+                **picture(context, sheet, "crops", "person_crops"),  # shown without a click
                 "preview": MetadataValue.md(markdown_image(sheet, "crops")),
                 "path": MetadataValue.path(str(out))}
     truth_path = layout.truth("demo")

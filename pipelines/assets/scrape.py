@@ -14,7 +14,13 @@ from scrapers.demo_shop import DemoShop, write_truth
     partitions_def=shop_partitions,
     group_name="scrape",
     description="Crawl a shop's category x colour listings and product pages; download the "
-                "packshot and model photos (deduplicated by URL hash). Lands in raw/<shop>/.",
+                "packshot and model photos (deduplicated by URL hash). Lands in "
+                "`raw/<shop>/`.\n\nOne partition per shop. The demo (`make run`, "
+                "full_pipeline) crawls only `demo`, the generated shop on 127.0.0.1, so "
+                "zalando, aboutyou and fashionid show as missing (grey) until one is crawled: "
+                "this project was built offline, and the real shops' selectors need checking "
+                "against today's pages first (README, \"Crawling a real shop\"). Their weekly "
+                "schedules are off by default.",
 )
 def raw_products(context: AssetExecutionContext, storage: StorageResource,
                  crawl: CrawlResource) -> MaterializeResult:

@@ -18,6 +18,7 @@ from dagster import (
 from pydantic import Field, field_validator
 
 from pipelines.assets.model_images import front_model_images
+from pipelines.assets.previews import picture
 from pipelines.processing.demo_truth import load_truth
 from pipelines.processing.images import array_grid, markdown_image
 from pipelines.processing.segmentation import (
@@ -83,6 +84,9 @@ def segmentation_store(context: AssetExecutionContext, config: SegmentationConfi
         total_bytes = sum(f[k].id.get_storage_size() for k in f)
     n = max(len(ids), 1)
     float_layout = N_CLASSES * SIZE * SIZE * 4
+    # each image beside its label map
+    sheet = array_grid([x for pair in zip(images[:8], label_colors(labels[:8]), strict=True)
+                        for x in pair], cols=8)
     metadata = {
         "samples": len(ids), "source": source, "drop_reasons": MetadataValue.json(drops),
         "label_bytes_per_sample": round(label_bytes / n, 1),
@@ -91,9 +95,8 @@ def segmentation_store(context: AssetExecutionContext, config: SegmentationConfi
         "labels_vs_float32_7ch": f"{float_layout / max(label_bytes / n, 1e-9):.0f}x smaller",
         "class_share": MetadataValue.json({int(c): round(float((labels == c).mean()), 4)
                                            for c in range(N_CLASSES)} if len(ids) else {}),
-        "preview": MetadataValue.md(markdown_image(array_grid(
-            [x for pair in zip(images[:8], label_colors(labels[:8]), strict=True)
-             for x in pair], cols=8), "segmentations")),
+        **picture(context, sheet, "segmentations", "segmentation_store"),  # without a click
+        "preview": MetadataValue.md(markdown_image(sheet, "segmentations")),
         "path": MetadataValue.path(str(out)),
     }
     if config.export_fashiongan:

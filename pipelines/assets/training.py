@@ -19,6 +19,7 @@ from pydantic import Field, create_model
 from pipelines.assets.catalogue import packshot_store
 from pipelines.assets.model_images import person_crops
 from pipelines.assets.pools import POOL, TRAINING_TAG
+from pipelines.assets.previews import picture
 from pipelines.processing.images import grid, markdown_image
 from pipelines.resources import MLflowResource, StorageResource
 from training.classifier import load_classifier, save_classifier, train_classifier
@@ -28,6 +29,7 @@ from training.evaluation import evaluate_generator
 from training.family import Family, load_families
 from training.features import inception_pool3
 from training.leaderboard import (
+    METRICS,
     champion_grid,
     file_digest,
     markdown,
@@ -42,6 +44,9 @@ GENERATOR_KINDS = ("sampler", "conditional")
 
 class EvaluationConfig(Config):
     eval_samples: int = Field(1000, ge=10, description="generated images the metrics use")
+    # the leaderboard's default seed and sample count: a version's figures on its asset page,
+    # in its MLflow run and on the leaderboard are one computation on the same samples
+    eval_seed: int = Field(0, ge=0, description="seed of the generated images the metrics use")
     # the standard FID's Inception weights (training.features.INCEPTION_URL), a local file;
     # empty: the metrics use the attribute classifier's feature space only
     inception_weights: str = ""
@@ -174,7 +179,7 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
             classifier, values = load_classifier(classifier_path(storage))
             scores = evaluate_generator(
                 model.sampler(), version_tags, open_dataset(storage.layout.packshots),
-                classifier, values, n=config.eval_samples, seed=cfg.seed,
+                classifier, values, n=config.eval_samples, seed=config.eval_seed,
                 inception=inception_net(config))
         mlflow_lib.log_metrics({**family_metrics, **scores,
                                 "images_per_s": summary["images_per_s"],
@@ -192,10 +197,16 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
     context.log.info(f"{name}: {summary['images_per_s']} images/s, registered {registered} "
                      f"version {version}")
     last = sorted((out_dir / "samples").glob("*.png"))[-1]
-    shown = {folder: MetadataValue.md(markdown_image(grid([paths[-1]], cols=1, cell=512),
-                                                     folder))
-             for folder, paths in images.items()}
+    sheets = {"samples": grid([last], cols=1, cell=512),
+              "loss_curves": grid([out_dir / "loss_curves.png"], cols=1, cell=640),
+              **{folder: grid([paths[-1]], cols=1, cell=512) for folder, paths in images.items()}}
+    pictures = {}  # shown on the asset page without a click
+    for key, sheet in sheets.items():
+        pictures |= picture(context, sheet, key.replace("_", " "), f"{name}-{key}",
+                            key=f"{key}_picture")
+    shown = {folder: MetadataValue.md(markdown_image(sheets[folder], folder)) for folder in images}
     return MaterializeResult(metadata={
+        **pictures,
         "mlflow_run_id": run.info.run_id,
         "model": f"{registered} version {version}",
         "steps": summary["steps"], "images_per_s": summary["images_per_s"],
@@ -203,9 +214,8 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         "final_losses": MetadataValue.json(summary["final_losses"]),
         f"{family.name}_report": MetadataValue.json(family_metrics),
         "metrics": MetadataValue.json(scores),
-        "samples": MetadataValue.md(markdown_image(grid([last], cols=1, cell=512), "samples")),
-        "loss_curves": MetadataValue.md(markdown_image(
-            grid([out_dir / "loss_curves.png"], cols=1, cell=640), "loss curves")),
+        "samples": MetadataValue.md(markdown_image(sheets["samples"], "samples")),
+        "loss_curves": MetadataValue.md(markdown_image(sheets["loss_curves"], "loss curves")),
         **shown,
         "run_dir": MetadataValue.path(str(out_dir)),
     })
@@ -214,7 +224,8 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
 def family_asset(family: type[Family], variant: str, fixed: dict):
     """The asset of one (family, variant), with its generated config class."""
     config_class = asset_config_class(family, fixed)
-    doc = (family.__doc__ or family.name).strip().splitlines()[0]
+    # the docstring's first paragraph, which may wrap over several lines
+    doc = " ".join((family.__doc__ or family.name).strip().split("\n\n")[0].split())
     registered = f"fashion-{family.name.replace('_', '-')}"
     where = "full_pipeline and train_job" if family.in_demo else "train_job"
 
@@ -259,6 +270,18 @@ class LeaderboardConfig(Config):
     inception_weights: str = ""  # a local file: adds the standard FID column
 
 
+def leaderboard_metrics(table, champions: dict[str, int]) -> dict[str, float]:
+    """`<model>/v<version>/<metric>` for every score of every version, and
+    `<model>/champion_version`; a metric that does not apply (NaN) is left out."""
+    import pandas as pd
+
+    rows = table.to_dict("records")
+    metrics = {f"{row['model']}/v{row['version']}/{name}": float(row[name])
+               for row in rows for name in METRICS if name in row and pd.notna(row[name])}
+    return {**metrics, **{f"{model}/champion_version": float(version)
+                          for model, version in champions.items()}}
+
+
 @asset(deps=[attribute_classifier, *family_assets], group_name="evaluation",
        description="Every registered generator (fashion-*) loaded from MLflow and scored with "
                    "the same metrics, once per (version, classifier, data): scores are kept "
@@ -288,17 +311,24 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
         text = markdown(table, champions)
         (out_dir / "leaderboard.md").write_text(text + "\n")
         table.to_csv(out_dir / "leaderboard.csv", index=False)
-        picture = champion_grid(client, champions, None, out_dir / "champions.png")
-        for path in (out_dir / "leaderboard.md", out_dir / "leaderboard.csv", picture):
+        champions_file = champion_grid(client, champions, None, out_dir / "champions.png")
+        for path in (out_dir / "leaderboard.md", out_dir / "leaderboard.csv", champions_file):
             mlflow_lib.log_artifact(str(path))
         mlflow_lib.log_metrics({"versions_scored": counts["scored"],
                                 "versions_cached": counts["cached"]})
+        # every scored version's figures, under the names the training runs use, so the run
+        # compares in the MLflow UI (charts grouped per <model>/v<version>), and the table
+        mlflow_lib.log_metrics(leaderboard_metrics(table, champions))
+        mlflow_lib.log_table(table, "leaderboard.json")
     for model, version in champions.items():
         context.log.info(f"{model}: champion is version {version}")
+    champions_sheet = grid([champions_file], cols=1, cell=1024)
+    pictures = picture(context, champions_sheet, "champions", "gan_leaderboard",
+                       key="champions_picture")
     return MaterializeResult(metadata={
         "models_scored": len(table), "versions_scored_now": counts["scored"],
         "versions_from_cache": counts["cached"], "champions": MetadataValue.json(champions),
         "leaderboard": MetadataValue.md(text), "mlflow_run_id": run.info.run_id,
-        "champion_samples": MetadataValue.md(markdown_image(
-            grid([picture], cols=1, cell=1024), "champions")),
+        **pictures,
+        "champion_samples": MetadataValue.md(markdown_image(champions_sheet, "champions")),
         "path": MetadataValue.path(str(out_dir / "leaderboard.md"))})
