@@ -293,3 +293,41 @@ def idx_folder(folder, n_train: int, n_test: int):
             (folder / name).write_bytes(header + struct.pack(f">{array.ndim}I", *array.shape)
                                         + array.tobytes())
     return folder
+
+
+# ----- the registry ----------------------------------------------------------------------------
+def test_classifiers_registered_with_a_champion_the_metrics_can_load(trained, toy_store,
+                                                                     tmp_path):
+    import mlflow
+
+    from training.families.classifier import (
+        champion_classifier,
+        load_registered_classifier,
+        register_classifier,
+        save_trained,
+        set_classifier_champion,
+    )
+    from training.tracking import mlflow_run
+
+    model, values, summary = trained
+    weak = tmp_path / "weak.pt"
+    save_trained(build_classifier("dense", {c: len(v) for c, v in values.items()}, 3, 16,
+                                  hidden=16), tiny(), values, {"color": 0.5}, weak)
+    uri, root = f"sqlite:///{tmp_path / 'm.db'}", str(tmp_path / "artifacts")
+    tags = {"arch": "dense", "kind": "classifier", "label_columns": "color,category"}
+    for path, score in ((summary["classifier"], summary["mean_heldout_accuracy"]),
+                        (weak, 0.5)):
+        with mlflow_run("classifier-dense", uri, root):
+            register_classifier(path, {**tags, "mean_heldout_accuracy": str(score)})
+    client = mlflow.MlflowClient(uri)
+    assert set_classifier_champion(client, "fashion-classifier-dense") == "1"
+    name, version = champion_classifier(client)
+    assert (name, version) == ("fashion-classifier-dense", "1")
+    net, loaded_values = load_registered_classifier(client, name, version)
+    x, targets = toy_batch(8)
+    assert loaded_values == values
+    assert torch.equal(net.features(x), model.features(x))
+    served = mlflow.pytorch.load_model(f"models:/{name}@champion")
+    assert served(x).shape == (8, 4)
+    with pytest.raises(ValueError, match="no champion among fashion-classifier-conv"):
+        champion_classifier(client, "conv")

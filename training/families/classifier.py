@@ -280,3 +280,89 @@ def load_trained(path: Path | str) -> tuple[MultiHeadClassifier, dict[str, list[
         raise ValueError(f"classifier file {path} does not hold the network it describes: "
                          f"{type(e).__name__}: {e}") from e
     return net.eval(), saved["values"]
+
+
+# ----- the registry: fashion-classifier-<arch>, `champion` by mean held-out accuracy ------------
+class ConcatenatedLogits(torch.nn.Module):
+    """What the registered MLflow model serves: images -> the heads' logits side by side
+    (N, sum of label_sizes), split by the version's label_columns / label_sizes tags (MLflow's
+    pt2 export takes one output tensor, not the {column: logits} dict)."""
+
+    def __init__(self, net: MultiHeadClassifier):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(list(self.net(x).values()), 1)
+
+
+def registered_name(arch: str) -> str:
+    return f"fashion-classifier-{arch}"
+
+
+def register_classifier(weights: Path | str, tags: dict[str, str]) -> str:
+    """In the active MLflow run: the plain weights file (save_trained's, what the metrics load,
+    weights_only) as the artifact `classifier_weights/classifier.pt`, and the network as an
+    MLflow model (pt2, ConcatenatedLogits) registered as fashion-classifier-<arch>, the version
+    tagged with `tags` (registry_tags, plus e.g. mean_heldout_accuracy). Returns the version."""
+    import mlflow
+    import numpy as np
+
+    net, _ = load_trained(weights)
+    size, channels = net.image_size or 64, net.channels
+    mlflow.log_artifact(str(weights), "classifier_weights")
+    name = registered_name(tags["arch"])
+    example = np.zeros((2, channels, size, size), np.float32)
+    info = mlflow.pytorch.log_model(
+        ConcatenatedLogits(net).eval(), name="classifier", input_example=example,
+        registered_model_name=name, pip_requirements=mlflow.pytorch.get_default_pip_requirements())
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, str(v))
+    return version
+
+
+def set_classifier_champion(client: Any, name: str) -> str | None:
+    """Alias `champion` on the version of `name` with the highest mean_heldout_accuracy tag."""
+    scored = [(float(v.tags["mean_heldout_accuracy"]), int(v.version))
+              for v in client.search_model_versions(f"name = '{name}'")
+              if "mean_heldout_accuracy" in v.tags]
+    if not scored:
+        return None
+    best = str(max(scored)[1])
+    client.set_registered_model_alias(name, "champion", best)
+    return best
+
+
+def champion_classifier(client: Any, arch: str | None = None) -> tuple[str, str]:
+    """(registered name, version) of the best champion among fashion-classifier-<arch> (all
+    archs when None), by mean_heldout_accuracy; a one-line error when none is registered."""
+    names = ([registered_name(arch)] if arch else
+             [m.name for m in client.search_registered_models(
+                 "name LIKE 'fashion-classifier-%'")])
+    best: tuple[float, str, str] | None = None
+    for name in names:
+        try:
+            v = client.get_model_version_by_alias(name, "champion")
+        except Exception:  # no such model or no champion yet
+            continue
+        score = float(v.tags.get("mean_heldout_accuracy", "nan"))
+        if best is None or score > best[0]:
+            best = (score, name, str(v.version))
+    if best is None:
+        raise ValueError(f"no champion among {', '.join(names) or 'fashion-classifier-*'} "
+                         "(materialise classifier_dense / classifier_conv first)")
+    return best[1], best[2]
+
+
+def load_registered_classifier(client: Any, name: str, version: str
+                               ) -> tuple[MultiHeadClassifier, dict[str, list[str]]]:
+    """A registered classifier version as the metrics use it (features, heads), from its
+    plain weights artifact (read with weights_only=True, never unpickled)."""
+    import mlflow
+
+    run_id = client.get_model_version(name, version).run_id
+    path = mlflow.artifacts.download_artifacts(run_id=run_id,
+                                               artifact_path=f"classifier_weights/{EXPORT}")
+    return load_trained(path)
