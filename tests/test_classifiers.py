@@ -331,3 +331,21 @@ def test_classifiers_registered_with_a_champion_the_metrics_can_load(trained, to
     assert served(x).shape == (8, 4)
     with pytest.raises(ValueError, match="no champion among fashion-classifier-conv"):
         champion_classifier(client, "conv")
+
+
+def test_person_crop_masks_are_the_clothing_classes(trained):
+    from pipelines.processing.segmentation import CLASS_NAMES
+    from training.robustness import clothing_mask
+
+    labels = np.zeros((2, 32, 32), np.uint8)
+    labels[:, 4:14, 8:24] = CLASS_NAMES.index("upper_clothes")
+    labels[:, 14:28, 8:24] = CLASS_NAMES.index("lower_clothes")
+    labels[:, 0:4, 12:20] = CLASS_NAMES.index("face")
+    mask = clothing_mask(labels, 16)
+    assert mask.shape == (2, 1, 16, 16)
+    assert mask[0, 0, 1, 8] == 0 and mask[0, 0, 4, 8] == 1 and mask[0, 0, 10, 8] == 1
+    assert mask[0, 0, 10, 2] == 0
+    model, _, _ = trained
+    x, targets = toy_batch(2)
+    adv = fgsm(model, x, targets, 0.2, mask=mask)
+    assert torch.equal(adv[(mask == 0).expand_as(x)], x[(mask == 0).expand_as(x)])

@@ -149,6 +149,17 @@ def garment_mask(images: torch.Tensor, background: str = "auto",
     return (~torch.where(is_white, white, black)).float()
 
 
+
+def clothing_mask(labels: torch.Tensor | Any, size: int,
+                  clothing: Sequence[int] = (4, 5)) -> torch.Tensor:
+    """(N, 1, size, size) garment masks of person crops from the segmentation store's label
+    maps (N, H, W): 1 where the class is clothing (upper_clothes 4, lower_clothes 5 of its
+    CLASS_NAMES), resized by nearest neighbour to the crops' size."""
+    labels = torch.as_tensor(labels)
+    mask = torch.isin(labels.long(), torch.tensor(list(clothing))).float()[:, None]
+    return F.interpolate(mask, size=(size, size), mode="nearest")
+
+
 @torch.inference_mode()
 def correct_counts(model: nn.Module, images: torch.Tensor, targets: Targets,
                    bf16: bool = False) -> dict[str, tuple[int, int]]:
