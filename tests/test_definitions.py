@@ -42,7 +42,8 @@ def test_training_steps_run_one_at_a_time():
     from pipelines.assets.pools import TRAINING_TAG
     from pipelines.assets.training import attribute_classifier, family_assets
 
-    assert len(family_assets) == 14  # 12 families, DCGAN in three variants
+    # 12 GAN families (DCGAN in three variants) and the dense and conv classifiers
+    assert len(family_assets) == 16
     for asset_def in [*family_assets, attribute_classifier, person_detector]:
         assert asset_def.op.tags.items() >= TRAINING_TAG.items()
         assert asset_def.op.pool == "gpu"

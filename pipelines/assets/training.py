@@ -26,6 +26,11 @@ from training.classifier import load_classifier, save_classifier, train_classifi
 from training.cli import config_fields
 from training.datasets import open_dataset
 from training.evaluation import evaluate_generator
+from training.families.classifier import (
+    register_classifier,
+    registered_name,
+    set_classifier_champion,
+)
 from training.family import Family, load_families
 from training.features import inception_pool3
 from training.leaderboard import (
@@ -192,8 +197,16 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         for folder, paths in images.items():
             for path in paths:
                 mlflow_lib.log_artifact(str(path), folder)
-        version = log_generator(model.sampler(), registered.removeprefix("fashion-"),
-                                int(version_tags["nz"]), version_tags, version_tags["latent"])
+        if version_tags["kind"] == "classifier":
+            registered = registered_name(cfg.arch)
+            version = register_classifier(
+                out_dir / "classifier.pt",
+                {**version_tags, "mean_heldout_accuracy": str(summary["mean_heldout_accuracy"])})
+            set_classifier_champion(mlflow_lib.MlflowClient(), registered)
+        else:
+            version = log_generator(model.sampler(), registered.removeprefix("fashion-"),
+                                    int(version_tags["nz"]), version_tags,
+                                    version_tags["latent"])
     context.log.info(f"{name}: {summary['images_per_s']} images/s, registered {registered} "
                      f"version {version}")
     last = sorted((out_dir / "samples").glob("*.png"))[-1]
