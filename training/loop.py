@@ -87,7 +87,8 @@ def train(family: str | type[Family], cfg: Any, data_path: Path | str, out_dir: 
         images_seen += cfg.batch_size * world
 
         if measure and lead:
-            row = {k: round(float(v), 5) for k, v in losses.items()}
+            row = {k: round(float(v.detach() if torch.is_tensor(v) else v), 5)
+                   for k, v in losses.items()}
             with history.open("a") as f:
                 f.write(json.dumps({"step": step, **row}) + "\n")
             if log_metrics:
