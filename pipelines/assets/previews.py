@@ -13,6 +13,8 @@ from pathlib import Path
 from PIL import Image
 
 INLINE_LIMIT = 1000  # the UI renders markdown metadata shorter than this in place
+# the metadata table's value column on a 1,440-1,600 px wide window: a wider picture is cut off
+INLINE_WIDTH = 480
 
 
 def picture(context, image: Image.Image, alt: str, name: str, key: str = "picture") -> dict:
@@ -37,7 +39,9 @@ def served_copy(context, image: Image.Image, name: str) -> str | None:
     path = manager.get_captured_local_path(key, "jpg")
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        image.convert("RGB").save(path, "JPEG", quality=85)
+        image = image.convert("RGB")
+        image.thumbnail((INLINE_WIDTH, 4 * INLINE_WIDTH), Image.Resampling.LANCZOS)
+        image.save(path, "JPEG", quality=90)
     except OSError as e:
         context.log.warning(f"preview {name}: not saved beside the logs ({e})")
         return None
