@@ -3,14 +3,27 @@
     netG = define_G(nz=100, ngf=64)          # the DCGAN generator, z ~ U[-1, 1]^nz
     netE = define_E(nz=100, nef=64, nc=3)
     netD = define_D(nz=100, nc=3, ndf=64)
+
+Every constructor takes `bn_momentum`, PyTorch's batch-norm momentum (1 − the running
+averages' decay): 0.1 is PyTorch's default; the style-images paper's decay 0.97 is 0.03.
 """
 
 import torch
 from torch import nn
 
-from training.models.dcgan import define_G, downsampling_trunk, weights_init
+from training.models import dcgan
+from training.models.dcgan import downsampling_trunk, weights_init
 
-__all__ = ["define_D", "define_E", "define_G"]
+__all__ = ["define_D", "define_E", "define_G", "set_bn_momentum"]
+BN_MOMENTUM = 0.1  # PyTorch's default: what BiGAN trained with before the option existed
+
+
+def set_bn_momentum(net: nn.Module, momentum: float) -> nn.Module:
+    """Set the running-statistics momentum of every batch norm in `net` (in place)."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
+    return net
 
 
 class Encoder(nn.Module):
@@ -57,14 +70,20 @@ class JointDiscriminator(nn.Module):
         return self.joint(h).view(-1)
 
 
-def define_E(nz: int = 100, nef: int = 64, nc: int = 3) -> Encoder:
+def define_G(nz: int = 100, ngf: int = 64, nc: int = 3,
+             bn_momentum: float = BN_MOMENTUM) -> dcgan.Generator:
+    return set_bn_momentum(dcgan.define_G(nz, ngf, nc), bn_momentum)
+
+
+def define_E(nz: int = 100, nef: int = 64, nc: int = 3,
+             bn_momentum: float = BN_MOMENTUM) -> Encoder:
     net = Encoder(nz, nef, nc)
     net.apply(weights_init)
-    return net
+    return set_bn_momentum(net, bn_momentum)
 
 
-def define_D(nz: int = 100, nc: int = 3, ndf: int = 64, dropout: float = 0.2
-             ) -> JointDiscriminator:
+def define_D(nz: int = 100, nc: int = 3, ndf: int = 64, dropout: float = 0.2,
+             bn_momentum: float = BN_MOMENTUM) -> JointDiscriminator:
     net = JointDiscriminator(nz, nc, ndf, dropout=dropout)
     net.apply(weights_init)
-    return net
+    return set_bn_momentum(net, bn_momentum)
