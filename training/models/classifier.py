@@ -40,7 +40,13 @@ class MultiHeadClassifier(nn.Module):
         if not heads:
             raise ValueError("a classifier needs at least one head (label column)")
         self.channels, self.image_size, self.feature_dim = channels, image_size, feature_dim
-        self.heads = nn.ModuleDict({k: nn.Linear(feature_dim, n) for k, n in heads.items()})
+        self.head_sizes = dict(heads)
+
+    def add_heads(self) -> None:
+        """The heads, built after the body (as the attribute classifier always was, so a seed
+        gives the same initial weights, hence the same feature space, as before)."""
+        self.heads = nn.ModuleDict({k: nn.Linear(self.feature_dim, n)
+                                    for k, n in self.head_sizes.items()})
 
     def fit_input(self, x: torch.Tensor) -> torch.Tensor:
         """The input at the size and channels the network was built for."""
@@ -85,6 +91,7 @@ class AttributeClassifier(MultiHeadClassifier):
         self.body = nn.Sequential(*(block(a, b) for a, b in pairwise(widths)),
                                   nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                   nn.Linear(widths[-1], feature_dim), nn.ReLU(True))
+        self.add_heads()
 
 
 class DenseClassifier(MultiHeadClassifier):
@@ -96,6 +103,7 @@ class DenseClassifier(MultiHeadClassifier):
         self.body = nn.Sequential(nn.Flatten(),
                                   nn.Linear(channels * image_size * image_size, hidden),
                                   nn.ReLU(True))
+        self.add_heads()
 
 
 class ConvClassifier(MultiHeadClassifier):
@@ -113,6 +121,7 @@ class ConvClassifier(MultiHeadClassifier):
             nn.Conv2d(channels, filters[0], 5, padding=2), nn.ReLU(True), nn.MaxPool2d(2),
             nn.Conv2d(filters[0], filters[1], 5, padding=2), nn.ReLU(True), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(filters[1] * side * side, hidden), nn.ReLU(True))
+        self.add_heads()
 
 
 def define_classifier(heads: dict[str, int], width: int = 32,
