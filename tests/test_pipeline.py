@@ -216,6 +216,33 @@ def test_classic_families_join_the_registry_and_the_leaderboard_pays_only_for_th
     assert 0.0 <= row["conditional_accuracy"] <= 1.0
 
 
+def test_classifier_assets_register_with_a_champion(env):
+    """The study's dense and conv classifiers through their generated assets: registered as
+    fashion-classifier-<arch> (not as samplers) with the held-out accuracy as a tag, and the
+    best version of each crowned."""
+    import mlflow
+    from dagster import materialize
+
+    store, defs = env["store"], env["defs"]
+    resources = {k: defs.resources[k] for k in ("storage", "mlflow")}
+    tiny = dict(steps=2, batch_size=8, hidden=16)
+    result = materialize(
+        [ASSETS_BY_NAME["classifier_dense"], ASSETS_BY_NAME["classifier_conv"]],
+        resources=resources, instance=env["instance"],
+        run_config=RunConfig(ops={"classifier_dense": asset_config("classifier_dense", **tiny),
+                                  "classifier_conv": asset_config("classifier_conv", **tiny)}))
+    assert result.success
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
+    for arch in ("dense", "conv"):
+        [version] = client.search_model_versions(f"name='fashion-classifier-{arch}'")
+        assert version.tags["kind"] == "classifier"
+        assert 0.0 <= float(version.tags["mean_heldout_accuracy"]) <= 1.0
+        champion = client.get_model_version_by_alias(f"fashion-classifier-{arch}", "champion")
+        assert champion.version == version.version
+        meta = metadata(result, f"classifier_{arch}")
+        assert meta["model"] == f"fashion-classifier-{arch} version {version.version}"
+
+
 def test_attribute_classifier(env):
     meta = metadata(env["first"], "attribute_classifier")
     assert set(meta["test_accuracy"]) >= {"category", "color"}
