@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from training.augment import POLICIES as AUGMENT_POLICIES
+
 
 def option(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
            gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
@@ -67,6 +69,16 @@ class GANConfig(ProfileConfig):
     log_every: int = option(10, "steps between loss rows", ge=1)
     sample_every: int = option(100, "steps between sample grids", ge=1)
     checkpoint_every: int = option(100, "steps between checkpoints", ge=1)
+    # small-data tools (training/augment.py, training/ema.py), off by default; a family whose
+    # step does not use them refuses them before training (Family.check_small_data)
+    augment: str = option("", "DiffAugment policy applied to real and generated images before "
+                          "D, in D's and G's updates (empty: off)", choices=AUGMENT_POLICIES)
+    augment_p: float = option(1.0, "probability each augmentation is applied to an image",
+                              gt=0, le=1)
+    ema_decay: float = option(0.0, "decay of the moving average of G's weights, which is then "
+                              "sampled and exported (0: off)", ge=0, lt=1)
+    ema_warmup: int = option(0, "G updates the average copies the weights before averaging",
+                             ge=0)
 
     PROFILES: ClassVar[dict[str, dict]] = {
         "demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "ndf": 64,

@@ -64,6 +64,9 @@ class Family:
     variants: ClassVar[dict[str, dict]] = {}
     in_demo: ClassVar[bool] = False
     grid_names: ClassVar[tuple[str, ...]] = ("samples",)  # folders of per-step grids
+    # the small-data options of GANConfig this family's step implements ("augment", "ema");
+    # the others are refused when set (check_small_data), never silently ignored
+    small_data: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: Any, data: Any, device: torch.device):
         self.cfg, self.data, self.device = cfg, data, device
@@ -75,6 +78,15 @@ class Family:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
         self.memory_format = (torch.channels_last if cfg.channels_last
                               else torch.contiguous_format)
+
+    @classmethod
+    def check_small_data(cls, cfg: Any) -> None:
+        """Refuse augment / ema_decay on a family whose step does not use them."""
+        for tool, field in (("augment", "augment"), ("ema", "ema_decay")):
+            if getattr(cfg, field, None) and tool not in cls.small_data:
+                able = [n for n, f in FAMILIES.items() if tool in f.small_data]
+                raise ValueError(f"{cls.name} does not implement {field}; families that do: "
+                                 f"{', '.join(able) or 'none'}")
 
     # ----- declared by the family ------------------------------------------------------------
     @classmethod

@@ -41,6 +41,7 @@ def prepare(family: str | type[Family], cfg: Any, data_path: Path | str) -> tupl
     """(family class, dataset), every check done: options in range, data the family can use."""
     fam = get_family(family) if isinstance(family, str) else family
     check_config(cfg)
+    fam.check_small_data(cfg)
     data = open_dataset(data_path, **fam.data_options(cfg))
     fam.check(cfg, data)
     return fam, data

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from training.augment import diff_augment
 from training.checkpoint import load_plain
 from training.config import GANConfig
 from training.datasets import H5ImageDataset
+from training.ema import EMA
 from training.family import Family, option, register
 from training.grids import save_image_grid
 from training.losses import bce
@@ -29,6 +32,7 @@ from training.models.dcgan import define_D, define_G
 from training.repair import flip_inversion
 
 VARIANTS = ("baseline", "augment", "symmetric")
+GAN_LOSSES = ("bce", "hinge")
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss_orig", "d_loss_real_flip", "d_loss_fake_flip",
           "g_loss_flip")
 
@@ -39,6 +43,18 @@ class DCGANConfig(GANConfig):
                           "or symmetric (the six-loss objective)", choices=VARIANTS)
     repair_steps: int = option(100, "Adam steps of the flip-inversion repair in the report",
                                ge=0)
+    loss: str = option("bce", "adversarial loss: bce (the paper's, non-saturating for G) or "
+                       "hinge (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z)))",
+                       choices=GAN_LOSSES)
+    spectral_norm: bool = option(False, "spectral normalisation of D's convolutions (D then "
+                                 "has no batch norm, as SNGAN's)")
+
+    # demo_small_data: the small-data tools at a step count that fits the make run budget; a
+    # candidate for `demo`, not yet measured against it (benchmarks/demo_quality.py)
+    PROFILES = {**GANConfig.PROFILES,
+                "demo_small_data": {"steps": 800, "augment": "translation,cutout",
+                                    "loss": "hinge", "spectral_norm": True,
+                                    "ema_decay": 0.99, "ema_warmup": 100}}
 
 
 @register
@@ -50,6 +66,7 @@ class DCGAN(Family):
     losses = (*LOSSES, "d_loss_mean", "g_loss_mean")
     variants = {v: {"variant": v} for v in VARIANTS}
     in_demo = True
+    small_data = ("augment", "ema")
 
     @classmethod
     def check(cls, cfg: DCGANConfig, data: H5ImageDataset) -> None:
@@ -64,24 +81,41 @@ class DCGAN(Family):
     def build(self) -> None:
         cfg = self.cfg
         self.netG = self.to_device(define_G(cfg.nz, cfg.ngf))
-        self.netD = self.to_device(define_D(3, cfg.ndf))
+        self.netD = self.to_device(define_D(3, cfg.ndf, spectral_norm=cfg.spectral_norm))
         self.modules = {"netG": self.netG, "netD": self.netD}
         self.optimizers = {"optG": self.adam(self.netG), "optD": self.adam(self.netD)}
+        self.ema = EMA(self.netG, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay else None
+        if self.ema is not None:  # in modules: checkpoints save the average, resume continues it
+            self.modules["netG_ema"] = self.ema
         self.fixed_noise = torch.randn(64, cfg.nz, 1, 1,
                                        generator=torch.Generator().manual_seed(1))
 
+    def D(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """D's logits on images passed through the DiffAugment policy (none by default): the
+        same policy for real and generated images, in D's update and in G's."""
+        return self.netD(diff_augment(images, self.cfg.augment, gen, self.cfg.augment_p))
+
+    def d_term(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        if self.cfg.loss == "hinge":
+            return F.relu(1 - logits.float()).mean() if real else F.relu(1 + logits.float()).mean()
+        return bce(logits, 1.0 if real else 0.0)
+
+    def g_term(self, logits: torch.Tensor) -> torch.Tensor:
+        return -logits.float().mean() if self.cfg.loss == "hinge" else bce(logits, 1.0)
+
     def step(self, real, labels, gen, measure):
-        cfg, netG, netD = self.cfg, self.netG, self.netD
+        cfg, netG, D = self.cfg, self.netG, self.D
         noise = torch.randn(cfg.batch_size, cfg.nz, 1, 1, generator=gen).to(self.device)
         symmetric = cfg.variant == "symmetric"
 
         # (1) Update D
         with self.autocast:
             fake = netG(noise)
-            d_real, d_fake = bce(netD(real), 1.0), bce(netD(fake.detach()), 0.0)
+            d_real = self.d_term(D(real, gen), True)
+            d_fake = self.d_term(D(fake.detach(), gen), False)
             if symmetric:
-                d_real_flip = bce(netD(real.flip(-1)), 1.0)
-                d_fake_flip = bce(netD(fake.detach().flip(-1)), 0.0)
+                d_real_flip = self.d_term(D(real.flip(-1), gen), True)
+                d_fake_flip = self.d_term(D(fake.detach().flip(-1), gen), False)
                 errD = (d_real + d_fake + d_real_flip + d_fake_flip) / 4
             else:
                 errD = d_real + d_fake
@@ -89,21 +123,23 @@ class DCGAN(Family):
 
         # (2) Update G
         with self.autocast:
-            g_orig = bce(netD(fake), 1.0)
+            g_orig = self.g_term(D(fake, gen))
             if symmetric:
-                g_flip = bce(netD(fake.flip(-1)), 1.0)
+                g_flip = self.g_term(D(fake.flip(-1), gen))
                 errG = (g_orig + g_flip) / 2
             else:
                 errG = g_orig
         self.update("optG", errG)
+        if self.ema is not None:
+            self.ema.update(netG)
 
         if not measure:
             return {}
-        if not symmetric:  # the flip terms, measured, not optimised
-            with torch.no_grad(), self.autocast:
-                d_real_flip = bce(netD(real.flip(-1)), 1.0)
-                d_fake_flip = bce(netD(fake.detach().flip(-1)), 0.0)
-                g_flip = bce(netD(fake.detach().flip(-1)), 1.0)
+        if not symmetric:  # the flip terms, measured, not optimised (without augmentation,
+            with torch.no_grad(), self.autocast:  # so measuring draws nothing from gen)
+                d_real_flip = self.d_term(self.netD(real.flip(-1)), True)
+                d_fake_flip = self.d_term(self.netD(fake.detach().flip(-1)), False)
+                g_flip = self.g_term(self.netD(fake.detach().flip(-1)))
         values = (d_real, d_fake, g_orig, d_real_flip, d_fake_flip, g_flip)
         row = {name: round(v.item(), 5) for name, v in zip(LOSSES, values, strict=True)}
         row["d_loss_mean"] = round(sum(row[k] for k in LOSSES if k.startswith("d_")) / 4, 5)
@@ -111,21 +147,22 @@ class DCGAN(Family):
         return row
 
     def grids(self):
-        return {"samples": self.netG(self.fixed_noise.to(self.device))}
+        return {"samples": self.sampler()(self.fixed_noise.to(self.device))}
 
     def finish(self, out_dir: Path) -> dict:
-        torch.save(self.netG.state_dict(), Path(out_dir) / "generator.pt")
+        torch.save(self.sampler().state_dict(), Path(out_dir) / "generator.pt")
         return {"variant": self.cfg.variant}
 
     def sampler(self):
-        return self.netG
+        """The generator users get: the moving average of G's weights when ema_decay > 0."""
+        return self.ema.shadow if self.ema is not None else self.netG
 
     def registry_tags(self):
         return {**super().registry_tags(), "variant": self.cfg.variant}
 
     def report(self, out_dir, summary):
         metrics, before, after = symmetry_report(
-            self.netG, self.data, self.cfg.nz, repair_steps=self.cfg.repair_steps,
+            self.sampler(), self.data, self.cfg.nz, repair_steps=self.cfg.repair_steps,
             seed=self.cfg.seed, netD=self.netD)
         paths = [save_image_grid(images, Path(out_dir) / f"flip_inversion_{name}.png")
                  for name, images in (("before", before), ("after", after))]

@@ -18,20 +18,24 @@ def weights_init(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def downsampling_trunk(nc: int, ndf: int) -> list[nn.Module]:
+def downsampling_trunk(nc: int, ndf: int, batch_norm: bool = True) -> list[nn.Module]:
     """64x64 -> 4x4 with ndf * 8 channels: strided 4x4 convolutions, batch norm after the
-    first, LeakyReLU(0.2). The DCGAN discriminator's body, shared by BiGAN's E and D(x, z)."""
+    first (unless batch_norm=False), LeakyReLU(0.2). The DCGAN discriminator's body, shared by
+    BiGAN's E and D(x, z)."""
+    def norm(channels: int) -> list[nn.Module]:
+        return [nn.BatchNorm2d(channels)] if batch_norm else []
+
     return [
         nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),  # 32x32
         nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),  # 16x16
-        nn.BatchNorm2d(ndf * 2),
+        *norm(ndf * 2),
         nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),  # 8x8
-        nn.BatchNorm2d(ndf * 4),
+        *norm(ndf * 4),
         nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),  # 4x4
-        nn.BatchNorm2d(ndf * 8),
+        *norm(ndf * 8),
         nn.LeakyReLU(0.2, inplace=True),
     ]
 
@@ -64,12 +68,14 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image (N, nc, 64, 64) -> logit (N,)."""
+    """image (N, nc, 64, 64) -> logit (N,). With spectral_norm, every convolution's weight is
+    divided by its largest singular value (Miyato et al., 2018) and, as in their SNGAN
+    discriminator, batch norm is left out: D's Lipschitz bound then comes from SN alone."""
 
-    def __init__(self, nc: int = 3, ndf: int = 64):
+    def __init__(self, nc: int = 3, ndf: int = 64, spectral_norm: bool = False):
         super().__init__()
         self.main = nn.Sequential(
-            *downsampling_trunk(nc, ndf),
+            *downsampling_trunk(nc, ndf, batch_norm=not spectral_norm),
             nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),  # 1x1
         )
 
@@ -83,7 +89,11 @@ def define_G(nz: int = 100, ngf: int = 64, nc: int = 3) -> Generator:
     return net
 
 
-def define_D(nc: int = 3, ndf: int = 64) -> Discriminator:
-    net = Discriminator(nc, ndf)
+def define_D(nc: int = 3, ndf: int = 64, spectral_norm: bool = False) -> Discriminator:
+    net = Discriminator(nc, ndf, spectral_norm)
     net.apply(weights_init)
+    if spectral_norm:  # after the init: SN rescales whatever weights it is given
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.utils.parametrizations.spectral_norm(m)
     return net

@@ -1,0 +1,148 @@
+"""Small-data GAN tools: DiffAugment, the generator's moving average, hinge loss, spectral norm."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from training.augment import POLICIES, diff_augment
+from training.checkpoint import load_modules
+from training.ema import EMA
+from training.families.dcgan import DCGAN, DCGANConfig
+from training.families.gan import GANConfig as ClassicGANConfig
+from training.loop import train
+from training.models.dcgan import define_D, define_G
+
+
+def tiny(**kw) -> DCGANConfig:
+    return DCGANConfig(**{"steps": 4, "batch_size": 4, "nz": 16, "ngf": 8, "ndf": 8,
+                          "log_every": 1, "sample_every": 2, "checkpoint_every": 2,
+                          "repair_steps": 2, "bf16": False, **kw})
+
+
+# ----- diff_augment -------------------------------------------------------------------------
+@pytest.mark.parametrize("policy", [p for p in POLICIES if p])
+def test_augment_keeps_shape_is_seeded_and_differentiable(policy):
+    x = torch.rand(6, 3, 64, 64).mul(2).sub(1).requires_grad_(True)
+    a = diff_augment(x, policy, torch.Generator().manual_seed(5))
+    b = diff_augment(x, policy, torch.Generator().manual_seed(5))
+    c = diff_augment(x, policy, torch.Generator().manual_seed(6))
+    assert a.shape == x.shape
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a, x)
+    a.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_no_policy_is_the_identity_and_draws_nothing():
+    x, gen = torch.rand(2, 3, 8, 8), torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    assert diff_augment(x, "", gen) is x
+    assert torch.equal(gen.get_state(), state)
+
+
+def test_augment_probability_leaves_some_images_alone():
+    x = torch.rand(64, 3, 16, 16)
+    out = diff_augment(x, "cutout", torch.Generator().manual_seed(0), p=0.5)
+    untouched = (out == x).flatten(1).all(1)
+    assert 10 < int(untouched.sum()) < 54
+
+
+def test_unknown_augmentation_refused():
+    with pytest.raises(ValueError, match="unknown augmentation rotate"):
+        diff_augment(torch.zeros(1, 3, 8, 8), "rotate")
+    with pytest.raises(ValueError, match="augment must be one of"):
+        train("dcgan", tiny(augment="rotate"), "unused.h5", "unused")
+
+
+# ----- EMA ----------------------------------------------------------------------------------
+def nudge(net: nn.Module) -> None:
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+
+
+def test_ema_without_decay_or_during_warmup_copies_the_weights():
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    for decay, warmup in ((0.0, 0), (0.9, 2)):
+        ema = EMA(net, decay, warmup)
+        for _ in range(2):
+            nudge(net)
+            ema.update(net)
+            for s, w in zip(ema.shadow.state_dict().values(), net.state_dict().values(),
+                            strict=True):
+                assert torch.equal(s, w)
+
+
+def test_ema_moves_toward_the_weights_after_warmup():
+    net = nn.Linear(3, 4)
+    ema = EMA(net, 0.9, 0)
+    before = net.weight.detach().clone()
+    nudge(net)
+    ema.update(net)
+    assert torch.allclose(ema.shadow.weight, before + 0.1)  # 0.9 old + 0.1 new
+    assert not ema.shadow.weight.requires_grad
+
+
+def test_ema_run_resumes_exactly_and_exports_the_average(colour_store, tmp_path):
+    cfg = tiny(ema_decay=0.5, ema_warmup=1, augment="translation,cutout")
+    train("dcgan", cfg, colour_store, tmp_path / "straight")
+    train("dcgan", tiny(**{**cfg.__dict__, "steps": 2}), colour_store, tmp_path / "resumed")
+    train("dcgan", cfg, colour_store, tmp_path / "resumed")
+    states = []
+    for run in ("straight", "resumed"):
+        modules = {"netG": define_G(16, 8), "netG_ema": EMA(define_G(16, 8), 0.5, 1)}
+        load_modules(tmp_path / run / "checkpoint.pt", modules)
+        states.append(modules)
+    for a, b in zip(states[0]["netG_ema"].state_dict().values(),
+                    states[1]["netG_ema"].state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    ema = states[0]["netG_ema"]
+    assert int(ema.updates) == 4
+    assert not torch.equal(ema.shadow.main[0].weight, states[0]["netG"].main[0].weight)
+    exported = torch.load(tmp_path / "straight" / "generator.pt", weights_only=True)
+    assert all(torch.equal(exported[k], v) for k, v in ema.shadow.state_dict().items())
+
+
+def test_a_family_without_the_tools_refuses_them(tmp_path):
+    with pytest.raises(ValueError, match="gan does not implement ema_decay; families that do: "
+                                         ".*dcgan"):
+        train("gan", ClassicGANConfig(ema_decay=0.9), "unused.h5", tmp_path)
+
+
+# ----- hinge loss and spectral norm ---------------------------------------------------------
+def test_hinge_loss_values():
+    family = DCGAN(tiny(loss="hinge"), None, torch.device("cpu"))
+    logits = torch.tensor([-2.0, 0.0, 0.5, 3.0])
+    assert family.d_term(logits, True).item() == pytest.approx((3 + 1 + 0.5 + 0) / 4)
+    assert family.d_term(logits, False).item() == pytest.approx((0 + 1 + 1.5 + 4) / 4)
+    assert family.g_term(logits).item() == pytest.approx(-1.5 / 4)
+    bce = DCGAN(tiny(), None, torch.device("cpu"))
+    assert bce.g_term(logits).item() == pytest.approx(
+        nn.functional.softplus(-logits).mean().item())
+
+
+def test_spectral_norm_on_every_convolution_of_d():
+    net = define_D(3, 8, spectral_norm=True)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 5
+    assert all(nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    for _ in range(20):  # power iterations (training mode) converge to σ_max = 1
+        net(torch.randn(2, 3, 64, 64))
+    w = convs[1].weight.flatten(1)
+    assert torch.linalg.matrix_norm(w, 2).item() == pytest.approx(1.0, rel=0.05)
+    plain = define_D(3, 8)
+    assert not any(nn.utils.parametrize.is_parametrized(m) for m in plain.modules())
+
+
+@pytest.mark.parametrize("variant", ["baseline", "symmetric"])
+def test_augmented_hinge_sn_ema_run_trains(variant, colour_store, tmp_path):
+    cfg = tiny(variant=variant, augment="color,translation,cutout", augment_p=0.8,
+               loss="hinge", spectral_norm=True, ema_decay=0.9, ema_warmup=2, bf16=True)
+    summary = train("dcgan", cfg, colour_store, tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "losses.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and summary["steps_run"] == 4
+    assert all(torch.isfinite(torch.tensor(v)) for r in rows for k, v in r.items())
+    assert (tmp_path / "samples" / "step_000004.png").exists()
