@@ -104,3 +104,11 @@ def test_unknown_family_and_bad_data_are_one_line_errors(store, tmp_path):
     bad = subprocess.run([*run, "gan", "--data", str(tmp_path / "none.h5"), "--out",
                           str(tmp_path / "g")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_a_checkpoint_that_predates_an_option_resumes_with_its_default():
+    from training.loop import config_differences
+
+    saved = {k: v for k, v in dataclasses.asdict(tiny()).items() if k != "ema_decay"}
+    assert config_differences(saved, tiny(steps=5)) == {}
+    assert config_differences(saved, tiny(ema_decay=0.9)) == {"ema_decay": (0.0, 0.9)}

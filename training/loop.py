@@ -10,7 +10,7 @@ summary. The family (training/family.py) supplies the networks and the step.
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,11 @@ ProgressFn = Callable[[int, int, float, dict], None]  # step, total, images/s, l
 def config_differences(saved: dict, cfg: Any, ignore: tuple[str, ...] = (
         "steps", "log_every", "sample_every", "checkpoint_every")) -> dict[str, tuple]:
     """{field: (checkpoint's value, this run's)} for every option that changes what is
-    trained; the step budget and the logging cadence may change on resume."""
+    trained; the step budget and the logging cadence may change on resume. An option the
+    checkpoint predates counts as its default (what that run trained with)."""
     now = asdict(cfg)
+    defaults = {f.name: f.default for f in fields(cfg) if f.default is not MISSING}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
             if k not in ignore and saved.get(k) != now.get(k)}
 
