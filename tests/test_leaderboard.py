@@ -152,11 +152,12 @@ def test_each_version_is_scored_once(tmp_path, judge):
     champions = set_champions(client, third)
     assert set(champions) == {"fashion-dcgan", "fashion-cgan"}
     text = markdown(third, champions)
-    header = text.splitlines()[0]
-    assert all(h in header for h in ("model", "ver", "FD", "KID", "cond_acc", "champ"))
-    assert "FID_incep" not in header and text.count("✔") == 2
-    dcgan_row = next(line for line in text.splitlines() if "fashion-dcgan" in line)
-    assert "–" in dcgan_row
+    samplers, conditional = text.split("**Conditional samplers")
+    headers = [line for line in text.splitlines() if line.startswith("| model")]
+    assert len(headers) == 2 and "cond_acc" not in headers[0] and "cond_acc" in headers[1]
+    assert all(h in headers[1] for h in ("model", "ver", "FD", "KID", "cond_acc", "champ"))
+    assert "FID_incep" not in text and text.count("✔") == 2 + 1  # two marks, one legend
+    assert "| dcgan" in samplers and "| cgan" in conditional and "fashion-dcgan" not in samplers
 
     grid = champion_grid(client, champions, {"fashion-cgan": PAINTER_TAGS},
                          tmp_path / "champions.png", n=4)

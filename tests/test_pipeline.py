@@ -165,7 +165,7 @@ def test_leaderboard_crowns_a_champion(env):
         best = int(group.sort_values(["frechet_distance", "version"]).iloc[0]["version"])
         assert meta["champions"][model] == best
         assert int(client.get_model_version_by_alias(model, "champion").version) == best
-        assert model in text
+        assert f"| {model.removeprefix('fashion-')}" in text
     assert set(meta["champions"]) == {"fashion-dcgan", "fashion-bigan"}
 
 

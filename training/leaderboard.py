@@ -167,28 +167,53 @@ def set_champions(client, table: pd.DataFrame) -> dict[str, int]:
     return champions
 
 
-def markdown(table: pd.DataFrame, champions: dict[str, int]) -> str:
-    """One table for every sampler, short headers; `–` where a metric does not apply (the
-    conditional accuracy of an unconditional sampler); a column nobody has (FID without
-    Inception) is left out, except cond_acc."""
-    shown = table.sort_values(["model", "frechet_distance"]).reset_index(drop=True)
+KIND_TITLES = {"sampler": "Samplers (z -> image)",
+               "conditional": "Conditional samplers ((z, labels) -> image)"}
+
+
+def kind_table(shown: pd.DataFrame, champions: dict[str, int], conditional: bool) -> str:
+    """One kind's rows with short headers, the `fashion-` prefix dropped (the page is narrow);
+    `–` where a version lacks a metric; a column nobody has (FID without Inception) left out;
+    cond_acc only in the conditional table."""
     cells = {}
     for column, header in SHORT.items():
-        if column not in shown or (column in FORMATS and column != "conditional_accuracy"
-                                   and shown[column].isna().all()):
+        if column not in shown or (column == "conditional_accuracy" and not conditional):
+            continue
+        if column in FORMATS and column != "conditional_accuracy" and \
+                shown[column].isna().all():
+            continue
+        if column == "model":
+            cells[header] = [m.removeprefix("fashion-") for m in shown[column]]
             continue
         fmt = FORMATS.get(column, "{}")
         cells[header] = [MISSING if pd.isna(x) else fmt.format(x) for x in shown[column]]
     cells["champ"] = ["✔" if champions.get(m) == v else ""
                       for m, v in zip(shown["model"], shown["version"], strict=True)]
     align = ["left" if h in ("model", "variant") else "right" for h in cells]
-    text = pd.DataFrame(cells).to_markdown(index=False, disable_numparse=True, colalign=align)
+    return pd.DataFrame(cells).to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def markdown(table: pd.DataFrame, champions: dict[str, int]) -> str:
+    """One table per kind (samplers, conditional samplers), narrow enough for the Dagster asset
+    page, then a legend: what each column measures."""
+    shown = table.sort_values(["model", "frechet_distance"]).reset_index(drop=True)
+    kinds = shown["kind"].fillna("sampler") if "kind" in shown else \
+        pd.Series("sampler", index=shown.index)
+    parts = []
+    for kind, title in KIND_TITLES.items():
+        rows = shown[kinds == kind]
+        if len(rows):
+            parts.append(f"**{title}**\n\n" + kind_table(rows, champions,
+                                                          kind == "conditional"))
     real = shown["symmetry_error_real"].dropna() if "symmetry_error_real" in shown else []
-    note = ("\n\nFD, KID, prec, recall in the attribute classifier's feature space; cover: "
-            "category x colour classes found; sym: symmetry error of the samples")
-    if len(real):
-        note += f" (real images: {real.iloc[0]:.3f})"
-    return text + note + "; cond_acc: the classifier recognises the requested labels."
+    legend = ["FD, KID, prec, recall: in the attribute classifier's feature space",
+              "cover: share of the category x colour classes found in the samples",
+              "sym: symmetry error of the samples"
+              + (f" (real images: {real.iloc[0]:.3f})" if len(real) else ""),
+              "cond_acc: share of samples in which the classifier recognises the requested "
+              "labels",
+              "model names are registered as `fashion-<model>`; ✔: alias `champion`"]
+    return "\n\n".join(parts) + "\n\n" + "\n".join(f"- {line}" for line in legend)
 
 
 @torch.no_grad()
