@@ -21,25 +21,10 @@ from training.paths import (
 __all__ = ["REPO_ROOT", "CrawlResource", "MLflowResource", "StorageResource", "StoreLayout"]
 
 
-def default_store_root() -> str:
-    """$FASHION_GAN_STORE, else the repository's assets_store/ (training.paths)."""
-    return str(store_root())
-
-
-def default_tracking_uri() -> str:
-    """$MLFLOW_TRACKING_URI, else a sqlite store under the store root's mlflow/."""
-    return mlflow_tracking_uri()
-
-
-def default_artifact_root() -> str:
-    """mlflow/artifacts under the store root."""
-    return str(mlflow_artifact_root())
-
-
 class StorageResource(ConfigurableResource):
     """The assets_store/ root every asset writes under (env FASHION_GAN_STORE overrides)."""
 
-    root: str = Field(default_factory=default_store_root,
+    root: str = Field(default_factory=lambda: str(store_root()),
                       description="directory every asset writes under")
 
     @field_validator("root")
@@ -78,5 +63,5 @@ class MLflowResource(ConfigurableResource):
     """Tracking URI from MLFLOW_TRACKING_URI, else a sqlite store under the store root's mlflow/
     (FASHION_GAN_STORE or assets_store/); artifacts beside it."""
 
-    tracking_uri: str = Field(default_factory=default_tracking_uri)
-    artifact_root: str = Field(default_factory=default_artifact_root)
+    tracking_uri: str = Field(default_factory=mlflow_tracking_uri)
+    artifact_root: str = Field(default_factory=lambda: str(mlflow_artifact_root()))

@@ -163,6 +163,19 @@ class ClassicGAN(Family):
         papers' schedule, `(iter + 1) % n_critic == 0` as the collection)."""
         return (self.current_step + 1) % n_critic == 0
 
+    def critic_generator_step(self, fake: torch.Tensor, update_g: bool,
+                              measure: bool) -> torch.Tensor:
+        """WGAN's G step, −E[critic(G(z))]: an update on every n_critic-th step, measured
+        without gradients on logging steps between, else the last value (kept in self.g_loss)."""
+        if update_g:
+            with self.autocast:
+                self.g_loss = -self.netD(fake).float().mean()
+            self.update("optG", self.g_loss)
+        elif measure:
+            with torch.no_grad(), self.autocast:
+                self.g_loss = -self.netD(fake).float().mean()
+        return self.g_loss
+
     def grids(self) -> dict[str, torch.Tensor]:
         return {"samples": self.netG(self.fixed_noise.to(self.device))}
 

@@ -94,6 +94,12 @@ class Family:
         """Refuse a config or data this family cannot train on (one-line ValueError)."""
 
     @classmethod
+    def from_store(cls, cfg: Any, store: Any) -> Any:
+        """The config completed with files the pipeline's store provides (a
+        training.paths.StoreLayout), for options left unset; the CLI passes files explicitly."""
+        return cfg
+
+    @classmethod
     def data_options(cls, cfg: Any) -> dict:
         """Keyword arguments for training.datasets.open_dataset (flips, size, labels)."""
         return {}

@@ -30,7 +30,7 @@ def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: st
     the experiment is marked as model training so the MLflow UI opens it in that view."""
     import mlflow
 
-    uri = tracking_uri or default_tracking_uri()
+    uri = tracking_uri or mlflow_tracking_uri()
     root = Path(artifact_root or mlflow_artifact_root())
     lock_path = root.parent / ".setup.lock"
     if uri.startswith("sqlite:///"):

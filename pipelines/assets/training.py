@@ -104,14 +104,11 @@ def asset_config_class(family: type[Family], fixed: dict) -> type[GANAssetConfig
 def family_config(family: type[Family], config: GANAssetConfig, fixed: dict,
                   storage: StorageResource) -> Any:
     """The family's config dataclass: its profile, the variant's fixed options, then every
-    option set in the Dagster config. A feature network left to the default `classifier`
-    uses the store's attribute classifier."""
+    option set in the Dagster config, completed with the store's files (Family.from_store)."""
     given = {k: v for k, v in config.model_dump().items()
              if k in {f.name for f in dataclasses.fields(family.Config)}}
     cfg = family.Config.profile(config.profile, **{**given, **fixed})
-    if getattr(cfg, "feature_net", None) == "classifier" and not cfg.feature_weights:
-        cfg = dataclasses.replace(cfg, feature_weights=str(classifier_path(storage)))
-    return cfg
+    return family.from_store(cfg, storage.layout)
 
 
 def classifier_path(storage: StorageResource) -> Path:

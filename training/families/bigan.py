@@ -30,7 +30,7 @@ Options from the paper, each off by default (the defaults train exactly as befor
 """
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -110,6 +110,13 @@ class BiGAN(Family):
         if cfg.lambdas[2] > 0 and cfg.feature_net == "classifier" and not cfg.feature_weights:
             raise ValueError("lambda_h > 0 with feature_net classifier needs feature_weights "
                              "(models/attribute_classifier.pt)")
+
+    @classmethod
+    def from_store(cls, cfg: BiGANConfig, store) -> BiGANConfig:
+        """L_H's classifier feature network defaults to the store's attribute classifier."""
+        if cfg.feature_net == "classifier" and not cfg.feature_weights:
+            return replace(cfg, feature_weights=str(store.attribute_classifier))
+        return cfg
 
     def build(self) -> None:
         cfg = self.cfg

@@ -63,12 +63,6 @@ class WGAN(ClassicGAN):
         clip_weights(netD, self.cfg.clip_value)
 
         # (2) Update G every n_critic-th step
-        if update_g:
-            with self.autocast:
-                self.g_loss = -netD(fake).float().mean()
-            self.update("optG", self.g_loss)
-        elif measure:
-            with torch.no_grad(), self.autocast:
-                self.g_loss = -netD(fake).float().mean()
+        self.critic_generator_step(fake, update_g, measure)
         return detached({"d_loss": errD, "g_loss": self.g_loss,
                          "wasserstein_estimate": d_real - d_fake})
