@@ -36,9 +36,9 @@ ui: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: setup
-	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning" \
-	  "(Model training view; the registry is 'Model registry' in its sidebar)"
-	$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" \
+	@echo "MLflow UI: http://127.0.0.1:5000 (opens in its Model training view; the registry" \
+	  "is 'Model registry' in its sidebar: http://127.0.0.1:5000/#/models)"
+	$(BIN)/mlflow ui --app-name fashion-gan --backend-store-uri "$(MLFLOW_TRACKING_URI)" \
 	  --default-artifact-root "$(STORE)/mlflow/artifacts" -h 127.0.0.1 -p 5000
 
 lint: setup

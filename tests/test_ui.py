@@ -8,6 +8,7 @@ the MLflow experiment and the metric names are read back from a real sqlite stor
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -162,24 +163,72 @@ def test_light_jobs_run_their_steps_in_one_process(defs):
     assert defs.resolve_job_def("full_pipeline").executor_def is not in_process_executor
 
 
-def test_the_experiment_opens_as_model_training(tmp_path):
-    """MLflow 3 shows an experiment without the kind tag as a GenAI one (traces, no Models
-    link); a new store's experiment and an older one without the tag both get it."""
-    import mlflow
+def make_mlflow_ui_command() -> list[str]:
+    """The server command `make mlflow-ui` runs, as `make -n` prints it."""
+    printed = subprocess.run(["make", "-n", "mlflow-ui"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.replace("\\\n", " ").splitlines()
+    [line] = [line for line in printed if " ui " in line and "mlflow" in line]
+    return [word.strip('"') for word in line.split()]
 
+
+def wait_page(url: str, server: subprocess.Popen, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"the MLflow UI exited with {server.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.read().decode()
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer")
+
+
+def visible_text(html: str) -> str:
+    """The words of a rendered page (styles, scripts and tags dropped)."""
+    html = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", html, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_the_experiment_opens_as_model_training(tmp_path, free_port):
+    """MLflow 3.17 opens a browser that has not chosen yet in its GenAI view (traces, latency,
+    no Models link); `make mlflow-ui` serves the UI so a fresh browser lands in Model training.
+    The page is rendered by headless Chromium in a new profile, as a newcomer's browser."""
     from training.tracking import EXPERIMENT, mlflow_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    with mlflow_run("first", uri, str(tmp_path / "artifacts")):
+    with mlflow_run("first-run", uri, str(tmp_path / "artifacts")):
         pass
-    client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    client.delete_experiment_tag(experiment.experiment_id, "mlflow.experimentKind")
-    with mlflow_run("second", uri, str(tmp_path / "artifacts")):
-        pass
-    assert client.get_experiment_by_name(EXPERIMENT).tags["mlflow.experimentKind"] == \
-        "custom_model_development"
+    import mlflow
+
+    experiment = mlflow.MlflowClient(uri).get_experiment_by_name(EXPERIMENT)
+    command = make_mlflow_ui_command()
+    assert "--app-name" in command and "fashion-gan" in command
+    for option, value in (("--backend-store-uri", uri), ("-p", str(free_port))):
+        command[command.index(option) + 1] = value
+    command[command.index("--default-artifact-root") + 1] = str(tmp_path / "artifacts")
+    server = subprocess.Popen([*command, "--workers", "1"], cwd=REPO_ROOT,
+                              start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        root = f"http://127.0.0.1:{free_port}/"
+        assert "mlflow.workflowType_v1" in wait_page(root, server)
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        if browser is None:
+            pytest.skip("no Chromium here to render the page (the served index is checked)")
+        page = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000",
+             "--dump-dom", f"{root}#/experiments/{experiment.experiment_id}"],
+            capture_output=True, text=True, timeout=180).stdout
+        text = visible_text(page)
+        # the Model training sidebar and runs table, not GenAI's Overview of traces
+        for seen in ("Model registry", "Models", "first-run"):
+            assert seen in text, f"{seen!r} not on the page: {text[:600]}"
+        for unseen in ("Observability", "Evaluation runs", "Latency"):
+            assert unseen not in text, f"{unseen!r} on the page: {text[:600]}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_one_definition_per_metric_name(tmp_path, colour_store):
