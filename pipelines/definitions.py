@@ -26,6 +26,7 @@ from pipelines.assets import model_images as model_image_assets
 from pipelines.assets import scrape as scrape_assets
 from pipelines.assets import segmentation as segmentation_assets
 from pipelines.assets import training as training_assets
+from pipelines.assets import translation as translation_assets
 from pipelines.partitions import REAL_SHOPS, shop_partitions
 from pipelines.resources import CrawlResource, MLflowResource, StorageResource
 
@@ -39,7 +40,7 @@ executor = multiprocess_executor.configured({"tag_concurrency_limits": [
 light_executor = in_process_executor
 
 ASSET_MODULES = [scrape_assets, catalogue_assets, model_image_assets, segmentation_assets,
-                 training_assets]
+                 training_assets, translation_assets]
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(ASSET_MODULES)
 

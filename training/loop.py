@@ -83,7 +83,10 @@ def train(family: str | type[Family], cfg: Any, data_path: Path | str, out_dir: 
     row: dict = {}
     for step in range(start, cfg.steps):
         idx = train_idx[torch.randint(0, len(train_idx), (cfg.batch_size,), generator=gen)]
-        real = data.batch(idx).to(model.device, memory_format=model.memory_format)
+        batch = data.batch(idx)  # a tensor, or a translator's tuple (source, target)
+        real = (tuple(t.to(model.device, memory_format=model.memory_format) for t in batch)
+                if isinstance(batch, tuple)
+                else batch.to(model.device, memory_format=model.memory_format))
         labels = data.labels_of(idx).to(model.device) if data.label_columns else None
         measure = step % cfg.log_every == 0 or step == cfg.steps - 1
         model.current_step = step  # schedules (n_critic, warm-ups) read it

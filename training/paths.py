@@ -150,6 +150,11 @@ class StoreLayout:
         return self.dataset("person_crops")
 
     @property
+    def paired_images(self) -> Path:
+        """Packshot beside person crop per product (training/paired.py): translators' data."""
+        return self.dataset("paired_images")
+
+    @property
     def segmentation(self) -> Path:
         return self.dataset("segmentation")
 
