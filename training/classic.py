@@ -14,6 +14,13 @@ and its `step`, overriding a hook where it needs another net or optimiser:
 - `build_G`, `build_D` (the head: outputs, cond_channels, aux/Q heads, norm, or an autoencoder),
   `build_optimizers` ({"optD": …, "optG": …} Adam(lr, (beta1, beta2)) by default);
 - `fixed_inputs` (the grid's 64 inputs; by default `sampler_inputs` of the registry tags).
+
+The frame's small-data tools work for every family of the collection: a step judges images
+through `self.D` (D itself, or D behind the DiffAugment policy `augment`, the same policy for
+real and generated images in D's update and in G's), and with `ema_decay` every update of G's
+optimiser also moves G's moving average, which the grids draw and the registry exports.
+EBGAN and BEGAN take EMA only: their D reconstructs its input, whose target would have to be
+the augmented image.
 """
 
 from dataclasses import dataclass
@@ -23,7 +30,9 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
+from training.augment import diff_augment
 from training.config import GANConfig
+from training.ema import EMA
 from training.family import Family, option
 from training.latent import sample_latent, sampler_inputs
 from training.models.classic import BACKBONES, SUPPORTED_SIZES, check_backbone, define_D, define_G
@@ -71,11 +80,32 @@ def detached(row: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in row.items()}
 
 
+class Augmented(nn.Module):
+    """D behind the DiffAugment policy (training/augment.py): what every image D judges
+    passes through. Holds no weights of its own (D's stay under D's name in checkpoints); its
+    random draws come from torch's global generator, which the checkpoints save, so a resumed
+    run draws the same augmentations."""
+
+    def __init__(self, net: nn.Module, policy: str, p: float):
+        super().__init__()
+        self.net, self.policy, self.p = net, policy, p
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.policy, None, self.p)
+
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+        return self.net(self.augment(x), *args)
+
+    def heads(self, x: torch.Tensor, *args):
+        return self.net.heads(self.augment(x), *args)
+
+
 class ClassicGAN(Family):
     """Base of the classic collection's families (not registered itself)."""
 
     Config: ClassVar[type] = ClassicConfig
     d_norm: ClassVar[str] = "batch"  # the discriminator's normalisation (training.models)
+    small_data = ("augment", "ema")
 
     # ----- data --------------------------------------------------------------------------------
     @classmethod
@@ -152,6 +182,20 @@ class ClassicGAN(Family):
         self.modules = {"netG": self.netG, "netD": self.netD}
         self.optimizers = self.build_optimizers()
         self.fixed_noise = self.fixed_inputs()
+        cfg = self.cfg
+        self.D = Augmented(self.netD, cfg.augment, cfg.augment_p) if cfg.augment else self.netD
+        self.ema = EMA(self.netG, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay else None
+        if self.ema is not None:  # in modules: checkpoints save the average, resume continues it
+            self.modules["netG_ema"] = self.ema
+        # the optimisers that move G (G's own, or e.g. one shared with a Q head)
+        self.g_optimizers = {name for name in self.optimizers
+                             if any(m is self.netG for m in self.networks_of(name))}
+
+    def update(self, optimizer: str, loss: torch.Tensor) -> None:
+        """The frame's update, then G's moving average follows every step that moved G."""
+        super().update(optimizer, loss)
+        if self.ema is not None and optimizer in self.g_optimizers:
+            self.ema.update(self.netG)
 
     # ----- training ----------------------------------------------------------------------------
     def sample_z(self, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -169,24 +213,25 @@ class ClassicGAN(Family):
         without gradients on logging steps between, else the last value (kept in self.g_loss)."""
         if update_g:
             with self.autocast:
-                self.g_loss = -self.netD(fake).float().mean()
+                self.g_loss = -self.D(fake).float().mean()
             self.update("optG", self.g_loss)
         elif measure:
             with torch.no_grad(), self.autocast:
-                self.g_loss = -self.netD(fake).float().mean()
+                self.g_loss = -self.D(fake).float().mean()
         return self.g_loss
 
     def grids(self) -> dict[str, torch.Tensor]:
-        return {"samples": self.netG(self.fixed_noise.to(self.device))}
+        return {"samples": self.sampler()(self.fixed_noise.to(self.device))}
 
     # ----- export ------------------------------------------------------------------------------
     def finish(self, out_dir: Path) -> dict:
-        torch.save(self.netG.state_dict(), Path(out_dir) / "generator.pt")
+        torch.save(self.sampler().state_dict(), Path(out_dir) / "generator.pt")
         return {"backbone": self.cfg.backbone, "image_size": self.image_size,
                 "channels": self.channels}
 
     def sampler(self) -> nn.Module:
-        return self.netG
+        """The generator users get: G's moving average when ema_decay > 0, else G."""
+        return self.ema.shadow if self.ema is not None else self.netG
 
     def registry_tags(self) -> dict[str, str]:
         """nz is z's dimensions (sampler_inputs appends a conditional sampler's one-hots)."""

@@ -34,7 +34,7 @@ class ACGAN(LabelConditioned, ClassicGAN):
                         aux_outputs=self.cond_dim, norm=self.d_norm)
 
     def step(self, real, labels, gen, measure):
-        netG, netD, sizes = self.netG, self.netD, self.label_sizes
+        netG, netD, sizes = self.netG, self.D, self.label_sizes
         g_in = self.generator_input(self.sample_z(len(real), gen), labels)
 
         # (1) Update D: real/fake and the classes of both

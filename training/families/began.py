@@ -50,6 +50,7 @@ class BEGAN(ClassicGAN):
     """BEGAN: L1 autoencoder D, k_t equilibrium control, convergence measure M."""
 
     name = "began"
+    small_data = ("ema",)  # D reconstructs its input: augmenting it would change the target
     Config = BEGANConfig
     latent = "uniform"
     losses = ("d_loss", "g_loss", "l_real", "l_fake", "k_t", "convergence")

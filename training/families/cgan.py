@@ -163,7 +163,7 @@ class CGAN(LabelConditioned, ClassicGAN):
                         cond_channels=self.cond_dim, norm=self.d_norm)
 
     def step(self, real, labels, gen, measure):
-        netG, netD = self.netG, self.netD
+        netG, netD = self.netG, self.D
         y = self.condition(labels)
         g_in = self.generator_input(self.sample_z(len(real), gen), labels)
 

@@ -44,14 +44,14 @@ class DRAGAN(ClassicGAN):
         return self.cfg.critic_norm
 
     def step(self, real, labels, gen, measure):
-        cfg, netG, netD = self.cfg, self.netG, self.netD
+        cfg, netG, netD = self.cfg, self.netG, self.D
         z = self.sample_z(len(real), gen)
 
         # (1) Update D: the GAN loss + the penalty around the real data
         with self.autocast:
             fake = netG(z)
             d_real, d_fake = bce(netD(real), 1.0), bce(netD(fake.detach()), 0.0)
-        penalty = gradient_penalty(netD, perturbed(real, cfg.perturb, gen))
+        penalty = gradient_penalty(self.netD, perturbed(real, cfg.perturb, gen))
         errD = d_real + d_fake + cfg.lambda_gp * penalty
         self.update("optD", errD)
 

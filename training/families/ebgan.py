@@ -50,6 +50,7 @@ class EBGAN(ClassicGAN):
     """EBGAN: autoencoder D with a margin, pull-away term on G, on either backbone."""
 
     name = "ebgan"
+    small_data = ("ema",)  # D reconstructs its input: augmenting it would change the target
     Config = EBGANConfig
     latent = "uniform"
     losses = ("d_loss", "g_loss", "energy_real", "energy_fake", "pull_away")

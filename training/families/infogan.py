@@ -147,7 +147,7 @@ class InfoGAN(LabelConditioned, ClassicGAN):
 
     # ----- training ----------------------------------------------------------------------------
     def step(self, real, labels, gen, measure):
-        cfg, netG, netD = self.cfg, self.netG, self.netD
+        cfg, netG, netD = self.cfg, self.netG, self.D
         g_in, cat, cont = self.codes(self.sample_z(len(real), gen), labels)
         row = {}
 

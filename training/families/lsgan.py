@@ -34,7 +34,7 @@ class LSGAN(ClassicGAN):
     losses = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake")
 
     def step(self, real, labels, gen, measure):
-        netG, netD = self.netG, self.netD
+        netG, netD = self.netG, self.D
         z = self.sample_z(len(real), gen)
 
         # (1) Update D: real towards b = 1, fake towards a = 0

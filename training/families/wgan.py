@@ -49,7 +49,7 @@ class WGAN(ClassicGAN):
         self.g_loss = torch.zeros((), device=self.device)
 
     def step(self, real, labels, gen, measure):
-        netG, netD = self.netG, self.netD
+        netG, netD = self.netG, self.D
         update_g = self.generator_step(self.cfg.n_critic)
         z = self.sample_z(len(real), gen)
 
@@ -60,7 +60,7 @@ class WGAN(ClassicGAN):
             d_real, d_fake = netD(real).float().mean(), netD(fake.detach()).float().mean()
             errD = d_fake - d_real
         self.update("optD", errD)
-        clip_weights(netD, self.cfg.clip_value)
+        clip_weights(self.netD, self.cfg.clip_value)
 
         # (2) Update G every n_critic-th step
         self.critic_generator_step(fake, update_g, measure)

@@ -51,7 +51,7 @@ class WGANGP(ClassicGAN):
         self.g_loss = torch.zeros((), device=self.device)
 
     def step(self, real, labels, gen, measure):
-        cfg, netG, netD = self.cfg, self.netG, self.netD
+        cfg, netG, netD = self.cfg, self.netG, self.D
         update_g = self.generator_step(cfg.n_critic)
         z = self.sample_z(len(real), gen)
 
@@ -60,7 +60,7 @@ class WGANGP(ClassicGAN):
             fake = netG(z)
         with self.autocast:
             d_real, d_fake = netD(real).float().mean(), netD(fake.detach()).float().mean()
-        penalty = gradient_penalty(netD, interpolates(real, fake.detach(), gen))
+        penalty = gradient_penalty(self.netD, interpolates(real, fake.detach(), gen))
         errD = d_fake - d_real + cfg.lambda_gp * penalty
         self.update("optD", errD)
 
