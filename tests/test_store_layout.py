@@ -60,6 +60,7 @@ README_ENTRIES = {
     "datasets/person_crops.h5": lambda lay: lay.person_crops,
     "datasets/segmentation.h5": lambda lay: lay.segmentation,
     "datasets/packshots.h5": lambda lay: lay.packshots,
+    "datasets/paired_images.h5": lambda lay: lay.paired_images,
     "runs/dcgan/0123abcd/": lambda lay: lay.runs("dcgan", "0123abcd-ef45-6789"),
     "models/attribute_classifier.pt": lambda lay: lay.attribute_classifier,
     "evaluation/leaderboard.md": lambda lay: lay.leaderboard_md,
