@@ -114,3 +114,44 @@ def load_classifier(path: Path) -> tuple[AttributeClassifier, dict[str, list[str
         raise ValueError(f"attribute classifier file {path} does not hold a classifier of its "
                          f"stated heads and width: {type(e).__name__}: {e}") from e
     return model.eval(), saved["values"]
+
+
+def register_attribute_classifier(result: ClassifierResult, width: int, seed: int,
+                                  holdout: float, tags: dict[str, str] | None = None
+                                  ) -> tuple[str, str | None]:
+    """In the active MLflow run: the attribute classifier registered as
+    fashion-classifier-multihead (training.families.classifier.register_classifier: its plain
+    weights in save_trained's layout and the MLflow model), tagged like the family's versions
+    (arch, label columns/sizes/values, the held-out accuracy, and seed / holdout / heldout_of
+    `all`, so classifier_robustness sweeps the images it held out), and `champion` set on the
+    model's best version by mean held-out accuracy. Returns (the new version, the champion's)."""
+    import json
+    import tempfile
+
+    import mlflow
+
+    from training.families.classifier import (
+        ClassifierConfig,
+        register_classifier,
+        registered_name,
+        save_trained,
+        set_classifier_champion,
+    )
+
+    columns = list(result.values)
+    accuracy = result.accuracy
+    mean = round(sum(accuracy.values()) / len(accuracy), 4) if accuracy else 0.0
+    cfg = ClassifierConfig(arch="multihead", label_columns=columns, width=width, depth=4,
+                           feature_dim=result.model.feature_dim, seed=seed, holdout=holdout)
+    version_tags = {
+        "kind": "classifier", "arch": "multihead", "label_columns": ",".join(columns),
+        "label_sizes": ",".join(str(len(result.values[c])) for c in columns),
+        "label_values": json.dumps(result.values), "image_size": "64", "channels": "3",
+        "feature_dim": str(result.model.feature_dim), "adversarial": "", "adv_eps": "",
+        "seed": str(seed), "holdout": str(holdout), "heldout_of": "all", "test_data": "",
+        "data": "packshots", "mean_heldout_accuracy": str(mean), **(tags or {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_trained(result.model, cfg, result.values, accuracy,
+                            Path(tmp) / "classifier.pt")
+        version = register_classifier(path, version_tags)
+    return version, set_classifier_champion(mlflow.MlflowClient(), registered_name("multihead"))

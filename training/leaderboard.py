@@ -7,8 +7,15 @@ the lowest Fréchet distance of each family gets the alias `champion` (registry 
 deprecated).
 
 Scores are kept in a table in the store (`cache`, parquet or CSV), one row per (model, version,
-run id, classifier id, data id, samples, seed, inception id, sampling tags id): a rerun pays only
-for new versions, or for all of them when the classifier, the data or the settings change.
+run id, classifier id, data id, samples, seed, inception id, sampling tags id, classifier): a
+rerun pays only for new versions, or for all of them when the classifier, the data or the
+settings change.
+
+The classifier is the registry's (metrics_classifier): the best `champion` among the
+fashion-classifier-* models that have the category and colour heads, loaded from its version's
+plain weights; the models/attribute_classifier.pt file only when the registry has none. Each
+row's `classifier` column names it (`fashion-classifier-conv v3`), and its id is the digest of
+those weights, so another version rescores.
 """
 
 import hashlib
@@ -16,6 +23,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,10 +36,11 @@ from training.models.classifier import AttributeClassifier
 METRICS = ["frechet_distance", "kid", "precision", "recall", "mode_coverage",
            "symmetry_error_generated", "symmetry_error_real", "conditional_accuracy",
            "conditional_unmapped", "fid_inception", "kid_inception"]
-COLUMNS = ["model", "version", "variant", "kind", *METRICS, "run_id"]
+COLUMNS = ["model", "version", "variant", "kind", *METRICS, "classifier", "run_id"]
 KEY = ["model", "version", "run_id", "classifier_id", "data_id", "samples", "seed",
-       "inception_id", "tags_id"]
-TEXT_KEYS = ["model", "run_id", "classifier_id", "data_id", "inception_id", "tags_id"]
+       "inception_id", "tags_id", "classifier"]
+TEXT_KEYS = ["model", "run_id", "classifier_id", "data_id", "inception_id", "tags_id",
+             "classifier"]
 # the tags that decide how a version is sampled: a change to any of them invalidates its scores
 SAMPLING_TAGS = ("nz", "latent", "label_columns", "label_sizes", "label_values", "image_size",
                  "channels")
@@ -78,14 +87,58 @@ def write_scores(path: Path, rows: list[dict]) -> None:
     to a temporary file and renamed, so a crash or a concurrent reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pd.concat([read_scores(path), pd.DataFrame(rows)], ignore_index=True)
-    table = table.drop_duplicates(KEY, keep="last").reset_index(drop=True)
+    old = read_scores(path) if path.exists() else pd.DataFrame()
+    table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+    # a cache written before a key column existed has it empty (its rows match nothing now)
+    table = table.fillna({k: "" for k in TEXT_KEYS if k in table})
+    table = table.drop_duplicates([k for k in KEY if k in table], keep="last")
+    table = table.reset_index(drop=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if path.suffix == ".csv":
         table.to_csv(tmp, index=False)
     else:
         table.to_parquet(tmp, index=False)
     os.replace(tmp, path)
+
+
+# mode coverage counts category x colour classes: a feature space without those heads (a
+# Fashion-MNIST classifier's) cannot score packshot GANs
+METRIC_HEADS = ("category", "color")
+
+
+@dataclass
+class MetricsClassifier:
+    """The classifier whose features and heads score the GANs, and what it is."""
+
+    net: torch.nn.Module
+    values: dict[str, list[str]]
+    name: str  # `fashion-classifier-conv v3`, or `file attribute_classifier.pt`
+    id: str  # file_digest of its weights: the score cache's classifier_id
+
+
+def metrics_classifier(client, fallback: Path | str,
+                       log: Callable[[str], None] | None = None) -> MetricsClassifier:
+    """The registry's champion classifier (champion_classifier over every
+    fashion-classifier-* model with the METRIC_HEADS) from its version's plain weights; the
+    file `fallback` (save_classifier's) only when the registry has none, which the log says."""
+    from training.classifier import load_classifier
+    from training.families.classifier import champion_classifier, classifier_weights, load_trained
+
+    try:
+        name, version = champion_classifier(client, columns=METRIC_HEADS)
+    except ValueError as e:
+        fallback = Path(fallback)
+        if not fallback.exists():
+            raise ValueError(f"{e}; and no classifier file {fallback} to fall back on") from None
+        if log:
+            log(f"GAN metrics: {e}; falling back to the file {fallback}")
+        net, values = load_classifier(fallback)
+        return MetricsClassifier(net, values, f"file {fallback.name}", file_digest(fallback))
+    path = classifier_weights(client, name, version)
+    net, values = load_trained(path)
+    if log:
+        log(f"GAN metrics in the feature space of {name} version {version} (its champion)")
+    return MetricsClassifier(net, values, f"{name} v{version}", file_digest(path))
 
 
 def version_tags(client, version) -> dict:
@@ -100,22 +153,24 @@ def version_tags(client, version) -> dict:
 def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifier,
                      values: dict, n: int, max_versions: int, seed: int, inception,
                      cache: Path | str, classifier_id: str, data_id: str,
-                     inception_id: str = "", log: Callable[[str], None] | None = None
-                     ) -> tuple[pd.DataFrame, dict[str, int]]:
+                     inception_id: str = "", log: Callable[[str], None] | None = None,
+                     classifier_name: str = "") -> tuple[pd.DataFrame, dict[str, int]]:
     """One row per registered version (the newest max_versions of each fashion-* model) and
     {"scored": versions evaluated now, "cached": versions whose scores were in `cache`}.
 
     classifier_id / data_id / inception_id name what the scores depend on (file_digest of
     the files); scores are taken from `cache` when all of them, n, seed, the version's run id
     and its sampling tags match, else the version is loaded from the registry, scored, and
-    the cache rewritten (after each version, so an interrupted run keeps what it paid for)."""
+    the cache rewritten (after each version, so an interrupted run keeps what it paid for).
+    classifier_name (e.g. `fashion-classifier-multihead v2`) is each row's `classifier`."""
     import mlflow
 
     if inception is not None and not inception_id:
         raise ValueError("score_registered: an Inception net needs its inception_id "
                          "(file_digest of its weights), or cached FIDs could outlive them")
     cache = Path(cache)
-    known = {tuple(row[k] for k in KEY): row for row in read_scores(cache).to_dict("records")}
+    known = {tuple(row.get(k, "") for k in KEY): row
+             for row in read_scores(cache).to_dict("records")}
     settings = {"classifier_id": classifier_id, "data_id": data_id, "samples": int(n),
                 "seed": int(seed), "inception_id": inception_id if inception is not None else ""}
     rows, counts = [], {"scored": 0, "cached": 0}
@@ -129,7 +184,7 @@ def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifi
                     log(f"{model.name} version {v.version} is a {tags['kind']}: not sampled")
                 continue
             key = {"model": model.name, "version": int(v.version), "run_id": v.run_id or "",
-                   **settings, "tags_id": tags_id(tags)}
+                   **settings, "tags_id": tags_id(tags), "classifier": classifier_name}
             cached = known.get(tuple(key.values()))
             if cached is not None:
                 scores = {k: x for k, x in cached.items() if k not in KEY and pd.notna(x)}
@@ -151,7 +206,7 @@ def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifi
             kind = tags.get("kind") or ("conditional" if tags.get("label_sizes") else "sampler")
             rows.append({"model": model.name, "version": int(v.version),
                          "variant": tags.get("variant", ""), "kind": kind,
-                         "run_id": v.run_id or "", **scores})
+                         "classifier": classifier_name, "run_id": v.run_id or "", **scores})
     table = pd.DataFrame(rows)
     extra = sorted(c for c in table.columns if c not in COLUMNS)
     return table.reindex(columns=[*COLUMNS[:-1], *extra, "run_id"]), counts
@@ -206,7 +261,10 @@ def markdown(table: pd.DataFrame, champions: dict[str, int]) -> str:
             parts.append(f"**{title}**\n\n" + kind_table(rows, champions,
                                                           kind == "conditional"))
     real = shown["symmetry_error_real"].dropna() if "symmetry_error_real" in shown else []
-    legend = ["FD, KID, prec, recall: in the attribute classifier's feature space",
+    judges = sorted({c for c in shown.get("classifier", pd.Series(dtype=str)).dropna() if c})
+    space = f"the feature space of {', '.join(judges)}" if judges else \
+        "the attribute classifier's feature space"
+    legend = [f"FD, KID, prec, recall: in {space}",
               "cover: share of the category x colour classes found in the samples",
               "sym: symmetry error of the samples"
               + (f" (real images: {real.iloc[0]:.3f})" if len(real) else ""),

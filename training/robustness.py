@@ -9,10 +9,22 @@ heads it is scored on; unknown labels, -1, are left out), and every head is scor
 perturbed images. FGSM's direction sign(∇x loss) does not depend on ε, so a sweep computes it
 once per image and reuses it for every ε and for both FGSM variants; only PGD (Madry et al.:
 random start in the ε-ball, `steps` signed steps of α = 2.5 ε / steps, projection) costs a
-gradient per step and ε. Scoring runs under torch.inference_mode, in batches.
+gradient per step and ε. The sweep's PGD (pgd_counts) counts an image as broken on a head as
+soon as any iterate misclassifies it (the logits of each gradient pass are read for free), and
+drops an image from the batch once every known head is broken: at the larger ε most images
+leave after a step or two. The attack loss sums the heads' cross-entropies per image, so an
+image's direction does not depend on the rest of its batch. Scoring runs under
+torch.inference_mode, in batches.
+
+sweep_registered runs the sweep for the registered classifiers (training.families.classifier:
+every fashion-classifier-* champion and each model's latest version) on the images each one
+held out (rebuilt from its version's seed / holdout / heldout_of / test_data tags), and, where
+a segmentation store is given, on its person crops with the clothing classes as the garment.
 """
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +68,12 @@ def check_columns(model: nn.Module, columns: Sequence[str] | None,
     return columns
 
 
-def head_loss(logits: dict[str, torch.Tensor], targets: Targets) -> torch.Tensor:
-    """Sum over the heads of the mean cross-entropy of their known targets."""
-    terms = [F.cross_entropy(logits[c].float(), t, ignore_index=MISSING)
+def head_loss(logits: dict[str, torch.Tensor], targets: Targets,
+              reduction: str = "mean") -> torch.Tensor:
+    """Sum over the heads of the cross-entropy of their known targets: each head's mean (the
+    training loss), or with reduction "sum" every image's sum over its heads (the attacks'
+    loss: an image's gradient is then independent of the rest of its batch)."""
+    terms = [F.cross_entropy(logits[c].float(), t, ignore_index=MISSING, reduction=reduction)
              for c, t in targets.items() if (t != MISSING).any()]
     if not terms:
         return next(iter(logits.values())).sum() * 0.0
@@ -73,11 +88,19 @@ def input_gradient(model: nn.Module, images: torch.Tensor, targets: Targets,
                    bf16: bool = False) -> torch.Tensor:
     """∇x of the heads' loss at `images` (the weights' gradients are neither computed nor
     accumulated)."""
+    return input_gradient_and_logits(model, images, targets, bf16)[0]
+
+
+def input_gradient_and_logits(model: nn.Module, images: torch.Tensor, targets: Targets,
+                              bf16: bool = False
+                              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(∇x of the heads' summed loss, the detached logits of that same pass)."""
     x = images.detach().requires_grad_(True)
     with torch.enable_grad(), autocast(x.device, bf16):
-        loss = head_loss(model(x), targets)
+        logits = model(x)
+        loss = head_loss(logits, targets, "sum")
     (grad,) = torch.autograd.grad(loss, x)
-    return grad
+    return grad, {c: v.detach() for c, v in logits.items()}
 
 
 def as_mask(mask: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | float:
@@ -127,6 +150,50 @@ def pgd(model: nn.Module, images: torch.Tensor, targets: Targets, eps: float, st
         delta = (delta + 2 * alpha * grad.sign()).clamp(-bound, bound) * m
         delta = (images + delta).clamp(-1, 1) - images
     return (images + delta).detach()
+
+
+def pgd_counts(model: nn.Module, images: torch.Tensor, targets: Targets, eps: float,
+               steps: int = 10, alpha: float | None = None, mask: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, bf16: bool = False
+               ) -> dict[str, tuple[int, int]]:
+    """{head: (correct, known)} under PGD (as pgd: random start, `steps` signed steps of α,
+    projection), an image counting as broken on a head as soon as any iterate (the start
+    included) misclassifies it: each gradient pass's logits are checked, then the final
+    iterate's. Images broken on every known head leave the batch, so the cost falls with ε."""
+    (eps,) = check_eps(eps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    known = {c: t != MISSING for c, t in targets.items()}
+    if eps == 0:
+        return correct_counts(model, images, targets, bf16)
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    bound = 2 * eps
+    m = as_mask(mask, images)
+    noise = torch.rand(images.shape, generator=generator).to(images.device)
+    delta = (images + (noise * 2 - 1) * bound * m).clamp(-1, 1) - images
+    right = {c: k.clone() for c, k in known.items()}  # still correct on every iterate so far
+    alive = torch.arange(len(images), device=images.device)
+    x0, t = images, targets
+    for k in range(steps + 1):
+        if k < steps:
+            grad, logits = input_gradient_and_logits(model, x0 + delta, t, bf16)
+        else:
+            with torch.inference_mode(), autocast(images.device, bf16):
+                logits = {c: v.clone() for c, v in model(x0 + delta).items()}
+        for c in right:
+            right[c][alive] &= logits[c].argmax(1) == t[c]
+        if k == steps:
+            break
+        keep = torch.stack([right[c][alive] for c in right]).any(0)
+        if not keep.any():
+            break
+        if not keep.all():
+            alive, x0, grad, delta = alive[keep], x0[keep], grad[keep], delta[keep]
+            t = {c: v[keep] for c, v in t.items()}
+            m = m[keep] if isinstance(m, torch.Tensor) else m
+        delta = (delta + 2 * alpha * grad.sign()).clamp(-bound, bound) * m
+        delta = (x0 + delta).clamp(-1, 1) - x0
+    return {c: (int(right[c].sum()), int(known[c].sum())) for c in right}
 
 
 def garment_mask(images: torch.Tensor, background: str = "auto",
@@ -250,7 +317,9 @@ def sweep(model: nn.Module, data: Any, columns: Sequence[str] | None = None,
                 elif attack == "fgsm_garment":
                     adv = step(x, direction, eps, mask)
                 else:  # pgd: everywhere, like the plain FGSM it is compared with
-                    adv = pgd(model, x, t, eps, pgd_steps, generator=generator, bf16=bf16)
+                    add(attack, eps, pgd_counts(model, x, t, eps, pgd_steps,
+                                                generator=generator, bf16=bf16))
+                    continue
                 add(attack, eps, correct_counts(model, adv, t, bf16))
     model.train(was_training)
     rows = [{"attack": a, "eps": e, "head": c, "accuracy": right / known if known else
@@ -273,18 +342,25 @@ def wide(table: pd.DataFrame, head: str = "mean") -> pd.DataFrame:
     return part.pivot_table(index=keys, columns="eps", values="accuracy", sort=False)
 
 
-def curves_png(table: pd.DataFrame, path: Path | str, title: str = "") -> Path:
-    """Accuracy against ε, one panel per attack: a line per model (the mean over heads) when
-    the table has a `model` column, else a line per head (the mean bold)."""
+def curves_png(table: pd.DataFrame, path: Path | str, title: str = "",
+               cols: int | None = None) -> Path:
+    """Accuracy against ε, one panel per attack (`cols` a row, default all in one row; 1 for
+    the narrow asset page): a line per model (the mean over heads) when the table has a
+    `model` column, else a line per head (the mean bold)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     attacks = list(dict.fromkeys(table["attack"]))
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6),
-                             sharey=True, squeeze=False)
-    for ax, attack in zip(axes[0], attacks, strict=True):
+    cols = min(cols or len(attacks), len(attacks))
+    rows = -(-len(attacks) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols + (1.6 if cols == 1 else 0),
+                                                  3.6 * rows), sharey=True, squeeze=False)
+    axes = [list(grid.flat)]
+    for ax in axes[0][len(attacks):]:
+        ax.set_visible(False)
+    for ax, attack in zip(axes[0], attacks, strict=False):
         part = table[table["attack"] == attack]
         if "model" in part:
             part = part[part["head"] == "mean"]
@@ -298,9 +374,10 @@ def curves_png(table: pd.DataFrame, path: Path | str, title: str = "") -> Path:
         ax.set_title(attack)
         ax.set_xlabel("ε (fraction of the pixel range)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
+    for ax in axes[0][::cols]:
+        ax.set_ylabel("accuracy")
     axes[0][0].set_ylim(0, 1)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    axes[0][len(attacks) - 1].legend(fontsize=7, loc="upper right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -309,3 +386,209 @@ def curves_png(table: pd.DataFrame, path: Path | str, title: str = "") -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ----- the registered classifiers' sweep (the classifier_robustness asset) ---------------------
+@dataclass
+class SweepImages:
+    """The images one classifier is swept on, its targets in its own class order, and their
+    garment masks (None: garment_mask's white/black background rule)."""
+
+    data: str  # packshots (the version's data) or person_crops
+    split: str  # which images: held out, test data, ...
+    images: torch.Tensor
+    targets: Targets
+    masks: torch.Tensor | None = None
+
+
+def map_targets(labels: torch.Tensor, store_values: Sequence[str],
+                values: Sequence[str]) -> torch.Tensor:
+    """A store's class indices of one label column in a classifier's value order (matched by
+    name): MISSING where the label is unknown or the classifier has no such value."""
+    lut = torch.tensor([values.index(v) if v in values else MISSING for v in store_values]
+                       + [MISSING])
+    return lut[torch.where(labels >= 0, labels, len(store_values))]
+
+
+def store_label_columns(path: Path, columns: Sequence[str]) -> list[str]:
+    """The columns among `columns` a store (or a Fashion-MNIST folder: `class`) has labels for."""
+    path = Path(path)
+    if path.is_dir():
+        return [c for c in columns if c == "class"]
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names = [n.decode() if isinstance(n, bytes) else str(n)
+                 for n in f.attrs.get("label_names", [])] if "labels" in f else []
+    return [c for c in columns if any(n.startswith(f"{c}_") for n in names)]
+
+
+def heldout_images(tags: dict, path: Path, values: dict[str, list[str]], n: int
+                   ) -> SweepImages:
+    """The first n images a registered classifier did not train on, rebuilt from its version's
+    tags: test_data (every labelled test image), heldout_of `labelled` (the classifier
+    family's seeded holdout of the images with a label) or `all` (attribute_classifier's
+    holdout of every image), with `seed` and `holdout`; a version without them is swept on
+    every labelled image of its data, and says so in `split`."""
+    from training.datasets import holdout_split, open_dataset, to_unit_range
+
+    test = str(tags.get("test_data") or "")
+    source = Path(test) if test else Path(path)
+    columns = store_label_columns(source, list(values))
+    if not columns:
+        raise ValueError(f"{source} has no label column of the classifier's heads "
+                         f"({', '.join(values)}): nothing to score it on")
+    data = open_dataset(source, split="test" if test else "train", label_columns=columns)
+    known = torch.nonzero((data.label_index >= 0).any(1)).flatten()
+    rule = tags.get("heldout_of", "")
+    if test:
+        index, split = known, f"test data {source.name}"
+    elif rule in ("labelled", "all") and "seed" in tags and "holdout" in tags:
+        generator = torch.Generator().manual_seed(int(tags["seed"]))
+        if rule == "labelled":
+            index = known[holdout_split(len(known), float(tags["holdout"]), generator)[1]]
+        else:
+            held = holdout_split(len(data), float(tags["holdout"]), generator)[1]
+            index = held[(data.label_index[held] >= 0).any(1)]
+        split = f"held out ({tags['holdout']} of {'the labelled' if rule == 'labelled' else 'all'}"\
+                f" images, seed {tags['seed']})"
+    else:
+        index, split = known, "every labelled image (the version records no holdout)"
+    index = index[:n]
+    targets = {c: map_targets(data.label_index[index, i], data.label_values[c], values[c])
+               for i, c in enumerate(columns)}
+    return SweepImages(str(tags.get("data") or Path(path).stem), split,
+                       to_unit_range(data.images[index]), targets)
+
+
+def person_crop_images(segmentation: Path, store: Path, values: dict[str, list[str]], n: int,
+                       size: int, seed: int = 0) -> SweepImages | None:
+    """n person crops of the segmentation store (seeded) whose product the classifier's data
+    store labels (matched by id), at the classifier's size, with the clothing classes as the
+    garment mask; None when the stores share no labelled product."""
+    import h5py
+
+    columns = store_label_columns(store, list(values))
+    if not columns or Path(store).is_dir():
+        return None
+    from training.datasets import open_dataset
+
+    data = open_dataset(store, label_columns=columns)
+    with h5py.File(store, "r") as f:
+        row = {(i.decode() if isinstance(i, bytes) else str(i)): k
+               for k, i in enumerate(f["ids"][:])}
+    with h5py.File(segmentation, "r") as f:
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["ids"][:]]
+        rows = torch.tensor([row.get(i, -1) for i in ids], dtype=torch.long)
+        labelled = torch.nonzero(rows >= 0).flatten()
+        labelled = labelled[(data.label_index[rows[labelled]] >= 0).any(1)]
+        order = labelled[torch.randperm(len(labelled),
+                                        generator=torch.Generator().manual_seed(seed))][:n]
+        if not len(order):
+            return None
+        take = sorted(order.tolist())  # h5py reads increasing indices
+        images = torch.from_numpy(f["images"][take]).permute(0, 3, 1, 2).float()
+        maps = torch.from_numpy(f["labels"][take])
+    images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                           align_corners=False).clamp(0, 255) / 127.5 - 1
+    index = rows[take]
+    targets = {c: map_targets(data.label_index[index, i], data.label_values[c], values[c])
+               for i, c in enumerate(columns)}
+    return SweepImages("person_crops", "person crops of the segmentation store (labels by "
+                       "product id)", images, targets, clothing_mask(maps, size))
+
+
+def prepared(net: nn.Module) -> nn.Module:
+    """fp32, eval, on the CPU; channels_last for networks with batch norm (the multihead's 3x3
+    conv-BN blocks measured ~30% faster that way on the AVX2 EPYC, the study's 5x5 conv net
+    slower, so it stays contiguous)."""
+    net = net.float().cpu().eval()
+    if any(isinstance(m, nn.BatchNorm2d) for m in net.modules()):
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+@dataclass
+class RobustnessResult:
+    table: pd.DataFrame  # model, classifier, version, champion, data, split, attack, eps, head, ...
+    timings: pd.DataFrame  # model, data, images, sweep_s
+
+
+def sweep_registered(client: Any, data_path: Callable[[str], Path],
+                     segmentation: Path | None = None, n: int = 1000,
+                     eps_list: Sequence[float] = EPS, attacks: Sequence[str] = ATTACKS,
+                     pgd_steps: int = 5, seed: int = 0, heads: Sequence[str] | None = None,
+                     log: Callable[[str], None] | None = None) -> RobustnessResult:
+    """The sweep for every registered classifier (registered_classifiers: each
+    fashion-classifier-* champion and latest version) on the images it held out
+    (heldout_images; data_path turns a version's `data` tag into its store), and on the
+    segmentation store's person crops when one is given and exists. heads: the heads to
+    score (default: each classifier's every head), an unknown one a one-line error."""
+    from training.families.classifier import load_registered_classifier, registered_classifiers
+
+    eps_list = check_eps(eps_list)
+    versions = registered_classifiers(client)
+    if not versions:
+        raise ValueError("no fashion-classifier-* version in the registry: materialise "
+                         "attribute_classifier, classifier_dense or classifier_conv first")
+    tables, timings = [], []
+    for v in versions:
+        net, values = load_registered_classifier(client, v.name, v.version)
+        net = prepared(net)
+        label = f"{v.name.removeprefix('fashion-classifier-')} v{v.version}" + \
+            (" (champion)" if v.champion else "")
+        store = data_path(v.tags.get("data") or "packshots")
+        sets = [heldout_images(v.tags, store, values, n)]
+        if segmentation is not None and Path(segmentation).exists():
+            crops = person_crop_images(Path(segmentation), store, values, n,
+                                       net.image_size or 64, seed)
+            if crops is not None:
+                sets.append(crops)
+        for s in sets:
+            columns = check_columns(net, heads, list(s.targets))
+            t0 = time.perf_counter()
+            table = sweep(net, (s.images, s.targets), columns, eps_list, attacks,
+                          n=len(s.images), seed=seed, masks=s.masks, pgd_steps=pgd_steps)
+            wall = round(time.perf_counter() - t0, 2)
+            model = label if s.data != "person_crops" else f"{label}, person crops"
+            for k, value in (("model", model), ("classifier", v.name),
+                             ("version", int(v.version)), ("champion", v.champion),
+                             ("data", s.data), ("split", s.split)):
+                table.insert(list(("model", "classifier", "version", "champion", "data",
+                                   "split")).index(k), k, value)
+            tables.append(table)
+            timings.append({"model": model, "data": s.data, "images": len(s.images),
+                            "sweep_s": wall})
+            if log:
+                log(f"{model}: {len(s.images)} {s.data} images ({s.split}) swept in {wall} s")
+    return RobustnessResult(pd.concat(tables, ignore_index=True), pd.DataFrame(timings))
+
+
+def robustness_markdown(table: pd.DataFrame, digits: int = 2) -> str:
+    """The mean over heads per (model, attack), one column per ε: the asset's table."""
+    shown = wide(table).reset_index()
+    shown.columns = [f"ε {c:g}" if isinstance(c, float) else c for c in shown.columns]
+    return shown.to_markdown(index=False, floatfmt=f".{digits}f")
+
+
+def robustness_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """`<arch>/v<version>/<data>/<attack>_eps_<ε>`: the mean over heads, as MLflow metrics
+    (names MLflow accepts: no spaces or parentheses)."""
+    part = table[table["head"] == "mean"]
+    return {f"{r.classifier.removeprefix('fashion-classifier-')}/v{r.version}/{r.data}/"
+            f"{r.attack}_eps_{r.eps:g}": float(r.accuracy)
+            for r in part.itertuples() if pd.notna(r.accuracy)}
+
+
+def write_robustness(result: RobustnessResult, out_dir: Path | str) -> dict[str, Path]:
+    """robustness.csv (every head), robustness.md (the mean per model and attack, and the
+    sweep times) and robustness.png (the curves, one panel a row) in out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out_dir / "robustness.csv", "md": out_dir / "robustness.md"}
+    result.table.to_csv(paths["csv"], index=False)
+    paths["md"].write_text(robustness_markdown(result.table) + "\n\n"
+                           + result.timings.to_markdown(index=False) + "\n")
+    paths["png"] = curves_png(result.table, out_dir / "robustness.png",
+                              "accuracy against ε (mean over heads)", cols=1)
+    return paths

@@ -34,13 +34,17 @@ from pipelines.processing.person_detector import (
     DetectorWeightsError,
     box_ious,
     crop_people,
+    detector_tags,
     detector_training_split,
     heldout_scores,
     load_detector,
+    register_detector,
     save_detector,
+    set_detector_champion,
     train_on_samples,
 )
-from pipelines.resources import StorageResource
+from pipelines.resources import MLflowResource, StorageResource
+from training.tracking import mlflow_run
 
 
 class FrontViewConfig(Config):
@@ -160,9 +164,13 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
 
 @asset(deps=[catalogue], group_name="model_images", pool=POOL, op_tags=TRAINING_TAG,
        description="The Faster R-CNN person detector's weights file: torchvision COCO weights "
-                   "or a given file when configured, else fine-tuned on the demo's boxes.")
+                   "or a given file when configured, else fine-tuned on the demo's boxes. "
+                   "Logged to MLflow and registered as fashion-person-detector (variant and "
+                   "training data as tags), `champion` by held-out IoU.")
 def person_detector(context: AssetExecutionContext, config: DetectorConfig,
-                    storage: StorageResource) -> MaterializeResult:
+                    storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
+    import mlflow as mlflow_lib
+
     layout = storage.layout
     out = layout.person_detector
     samples = []
@@ -185,9 +193,23 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
                                        config.lr, config.seed, log=context.log.info)
         save_detector(model, "demo_small", out, meta)
         metadata.update(meta)
-    if test:
-        metadata.update(heldout_scores(model, test, layout.root, config.min_score))
+    scores = heldout_scores(model, test, layout.root, config.min_score) if test else {}
+    metadata.update(scores)
     metadata["variant"] = meta.get("variant", "demo_small")
+    tags = detector_tags({**meta, "variant": metadata["variant"]}, scores, config.weights)
+    with mlflow_run("person-detector", mlflow.tracking_uri, mlflow.artifact_root,
+                    {"family": "detector", "dagster_run_id": context.run_id}) as run:
+        mlflow_lib.log_params(config.model_dump())
+        mlflow_lib.log_metrics({k: float(v) for k, v in {**meta, **scores}.items()
+                                if isinstance(v, int | float) and not isinstance(v, bool)})
+        version = register_detector(out, {**tags, "dagster_run_id": context.run_id})
+        champion = set_detector_champion(mlflow_lib.MlflowClient())
+    context.log.info(f"registered fashion-person-detector version {version}; champion: "
+                     f"{champion or 'none (no held-out photos to score on)'}")
+    metadata["model"] = f"fashion-person-detector version {version}"
+    metadata["champion_version"] = champion or "none (no held-out IoU)"
+    metadata["training_data"] = tags["training_data"]
+    metadata["mlflow_run_id"] = run.info.run_id
     metadata["path"] = MetadataValue.path(str(out))
     return MaterializeResult(metadata=metadata)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
-from pydantic import Field, create_model
+from pydantic import Field, create_model, field_validator
 
 from pipelines.assets.catalogue import packshot_store
 from pipelines.assets.model_images import person_crops
@@ -22,7 +22,7 @@ from pipelines.assets.pools import POOL, TRAINING_TAG
 from pipelines.assets.previews import picture
 from pipelines.processing.images import grid, markdown_image
 from pipelines.resources import MLflowResource, StorageResource
-from training.classifier import load_classifier, save_classifier, train_classifier
+from training.classifier import register_attribute_classifier, save_classifier, train_classifier
 from training.cli import config_fields
 from training.datasets import open_dataset
 from training.evaluation import evaluate_generator
@@ -38,6 +38,7 @@ from training.leaderboard import (
     champion_grid,
     file_digest,
     markdown,
+    metrics_classifier,
     score_registered,
     set_champions,
 )
@@ -122,9 +123,10 @@ def data_path(storage: StorageResource, data: str) -> Path:
 
 
 @asset(deps=[packshot_store], group_name="training", pool=POOL, op_tags=TRAINING_TAG,
-       description="A head per attribute on 64x64 packshots; test accuracy per head. Its "
-                   "features are the offline feature space of the GAN metrics. "
-                   "models/attribute_classifier.pt")
+       description="A head per attribute on 64x64 packshots; test accuracy per head. "
+                   "Registered as fashion-classifier-multihead (`champion` by mean held-out "
+                   "accuracy); the registry's champion classifier is the feature space of the "
+                   "GAN metrics. models/attribute_classifier.pt")
 def attribute_classifier(context: AssetExecutionContext, config: ClassifierConfig,
                          storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
     import mlflow as mlflow_lib
@@ -139,7 +141,14 @@ def attribute_classifier(context: AssetExecutionContext, config: ClassifierConfi
         save_classifier(result, out, config.width)
         mlflow_lib.log_metrics({f"test_accuracy_{k}": v for k, v in result.accuracy.items()})
         mlflow_lib.log_artifact(str(out), "model")
+        version, champion = register_attribute_classifier(
+            result, config.width, config.seed, config.holdout,
+            {"run_id": run.info.run_id, "dagster_run_id": context.run_id})
+    context.log.info(f"registered fashion-classifier-multihead version {version}; champion: "
+                     f"version {champion}")
     return MaterializeResult(metadata={
+        "model": f"fashion-classifier-multihead version {version}",
+        "champion_version": str(champion),
         "test_accuracy": MetadataValue.json(result.accuracy),
         "heads": MetadataValue.json({k: len(v) for k, v in result.values.items()}),
         "train_wall_s": round(result.wall_s, 1), "mlflow_run_id": run.info.run_id,
@@ -176,12 +185,16 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         version_tags = {**model.registry_tags(), "variant": variant or model.registry_tags()
                         .get("variant", ""), "run_id": run.info.run_id,
                         "dagster_run_id": context.run_id, "data": config.data}
-        scores = {}
+        scores, judge = {}, None
         if version_tags["kind"] in GENERATOR_KINDS:
-            classifier, values = load_classifier(classifier_path(storage))
+            # the registry's champion classifier (the file only when none is registered)
+            judge = metrics_classifier(mlflow_lib.MlflowClient(), classifier_path(storage),
+                                       log=context.log.info)
+            mlflow_lib.log_param("classifier", judge.name)
+            mlflow_lib.set_tag("classifier", judge.name)
             scores = evaluate_generator(
                 model.sampler(), version_tags, open_dataset(storage.layout.packshots),
-                classifier, values, n=config.eval_samples, seed=config.eval_seed,
+                judge.net, judge.values, n=config.eval_samples, seed=config.eval_seed,
                 inception=inception_net(config))
         mlflow_lib.log_metrics({**family_metrics, **scores,
                                 "images_per_s": summary["images_per_s"],
@@ -224,6 +237,7 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         "final_losses": MetadataValue.json(summary["final_losses"]),
         f"{family.name}_report": MetadataValue.json(family_metrics),
         "metrics": MetadataValue.json(scores),
+        **({"classifier": judge.name} if judge else {}),  # the metrics' feature space
         "samples": MetadataValue.md(markdown_image(sheets["samples"], "samples")),
         "loss_curves": MetadataValue.md(markdown_image(sheets["loss_curves"], "loss curves")),
         **shown,
@@ -302,21 +316,23 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
                     storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
     import mlflow as mlflow_lib
 
-    classifier_file = classifier_path(storage)
     data_file = storage.layout.packshots
-    classifier, values = load_classifier(classifier_file)
     data = open_dataset(data_file)
     out_dir = storage.layout.evaluation_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with mlflow_run("gan-leaderboard", mlflow.tracking_uri, mlflow.artifact_root,
                     {"dagster_run_id": context.run_id}) as run:
         client = mlflow_lib.MlflowClient()
+        # the registry's champion classifier (the file only when none is registered)
+        judge = metrics_classifier(client, classifier_path(storage), log=context.log.info)
+        mlflow_lib.log_param("classifier", judge.name)
         table, counts = score_registered(
-            client, data, classifier, values, config.samples, config.max_versions,
+            client, data, judge.net, judge.values, config.samples, config.max_versions,
             config.seed, inception_net(config), cache=out_dir / "scores.parquet",
-            classifier_id=file_digest(classifier_file), data_id=file_digest(data_file),
+            classifier_id=judge.id, data_id=file_digest(data_file),
             inception_id=file_digest(config.inception_weights)
-            if config.inception_weights else "", log=context.log.info)
+            if config.inception_weights else "", log=context.log.info,
+            classifier_name=judge.name)
         champions = set_champions(client, table)
         text = markdown(table, champions)
         (out_dir / "leaderboard.md").write_text(text + "\n")
@@ -336,9 +352,78 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
     pictures = picture(context, champions_sheet, "champions", "gan_leaderboard",
                        key="champions_picture")
     return MaterializeResult(metadata={
-        "models_scored": len(table), "versions_scored_now": counts["scored"],
+        "models_scored": len(table), "classifier": judge.name,
+        "versions_scored_now": counts["scored"],
         "versions_from_cache": counts["cached"], "champions": MetadataValue.json(champions),
         "leaderboard": MetadataValue.md(text), "mlflow_run_id": run.info.run_id,
         **pictures,
         "champion_samples": MetadataValue.md(markdown_image(champions_sheet, "champions")),
         "path": MetadataValue.path(str(out_dir / "leaderboard.md"))})
+
+
+class RobustnessConfig(Config):
+    images: int = Field(1000, ge=1, description="images per classifier and data: its held-out "
+                                                "images (fewer when it held out fewer)")
+    eps: list[float] = Field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3],
+                             description="ε values, fractions of the pixel range in [0, 1]")
+    pgd_steps: int = Field(5, ge=1, description="PGD steps per ε (α = 2.5 ε / steps)")
+    heads: list[str] = Field(default_factory=list, description="heads to score; empty: every "
+                                                               "head of each classifier")
+    person_crops: bool = Field(True, description="also the segmentation store's person crops "
+                                                 "(clothing classes as the garment), if any")
+    seed: int = Field(0, ge=0)
+
+    @field_validator("eps")
+    @classmethod
+    def _eps_in_unit_range(cls, value: list[float]) -> list[float]:
+        from training.robustness import check_eps
+
+        return check_eps(value)
+
+
+@asset(deps=[attribute_classifier, ASSETS_BY_NAME["classifier_dense"],
+             ASSETS_BY_NAME["classifier_conv"]], group_name="training", pool=POOL,
+       op_tags=TRAINING_TAG,
+       description="Every registered fashion-classifier-* champion and latest version, "
+                   "attacked on the images it held out: FGSM everywhere, FGSM on the garment "
+                   "only (packshots: not the white background; person crops: the "
+                   "segmentation store's clothing classes) and PGD, accuracy per head and ε. "
+                   "The curves, the table and the sweep times here and in an MLflow run. "
+                   "evaluation/robustness.{csv,md,png}")
+def classifier_robustness(context: AssetExecutionContext, config: RobustnessConfig,
+                          storage: StorageResource, mlflow: MLflowResource) -> MaterializeResult:
+    import mlflow as mlflow_lib
+    from PIL import Image
+
+    from training.robustness import (
+        robustness_markdown,
+        robustness_metrics,
+        sweep_registered,
+        write_robustness,
+    )
+
+    out_dir = storage.layout.evaluation_dir
+    with mlflow_run("classifier-robustness", mlflow.tracking_uri, mlflow.artifact_root,
+                    {"dagster_run_id": context.run_id}) as run:
+        mlflow_lib.log_params(config.model_dump())
+        result = sweep_registered(
+            mlflow_lib.MlflowClient(), lambda data: data_path(storage, data),
+            storage.layout.segmentation if config.person_crops else None, config.images,
+            config.eps, pgd_steps=config.pgd_steps, seed=config.seed,
+            heads=config.heads or None, log=context.log.info)
+        files = write_robustness(result, out_dir)
+        for path in files.values():
+            mlflow_lib.log_artifact(str(path), "robustness")
+        mlflow_lib.log_metrics(robustness_metrics(result.table))
+        mlflow_lib.log_table(result.table, "robustness.json")
+    with Image.open(files["png"]) as im:
+        curves = im.convert("RGB")
+    return MaterializeResult(metadata={
+        **picture(context, curves, "robustness curves", "classifier_robustness",
+                  key="curves_picture"),  # shown without a click
+        "accuracy": MetadataValue.md(robustness_markdown(result.table)),
+        "sweep_s": MetadataValue.md(result.timings.to_markdown(index=False)),
+        "classifiers": MetadataValue.json(sorted(set(result.table["model"]))),
+        "curves": MetadataValue.md(markdown_image(curves, "robustness curves")),
+        "mlflow_run_id": run.info.run_id,
+        "path": MetadataValue.path(str(files["md"]))})

@@ -390,3 +390,77 @@ def crop_people(model: FasterRCNN, photos: Sequence[tuple[object, Path]], size: 
             out.scores.append(hit[1])
             out.images.append(crop_square(image, hit[0], size, margin))
     return out
+
+
+# ----- the registry: fashion-person-detector, `champion` by held-out IoU ------------------------
+REGISTERED = "fashion-person-detector"
+WEIGHTS_ARTIFACT = "detector"  # the run's artifact folder the version points at
+
+
+def detector_tags(meta: dict, scores: dict, weights: str | None) -> dict[str, str]:
+    """A detector version's tags: kind, its variant and what it learnt from (the demo shop's
+    boxes and how many photos and steps, torchvision's COCO weights, or a given file), and
+    the held-out scores where there were held-out photos."""
+    source = meta.get("trained_on") or meta.get("source") or (
+        f"file {Path(weights).name}" if weights and weights != "coco" else "")
+    tags = {"kind": "detector", "variant": str(meta.get("variant", "demo_small")),
+            "training_data": str(source)}
+    for k in ("train_photos", "steps"):
+        if k in meta:
+            tags[k] = str(meta[k])
+    tags.update({k: str(v) for k, v in scores.items()})
+    return tags
+
+
+def register_detector(weights: Path | str, tags: dict[str, str]) -> str:
+    """In the active MLflow run: the weights file (save_detector's, read back with
+    weights_only=True by load_detector) as the artifact `detector/`, registered as
+    fashion-person-detector, a version whose source is that folder, tagged with `tags`
+    (detector_tags). A Faster R-CNN does not go through torch.export, and a pickled model
+    would run code when loaded, so the version is the plain weights: load it with
+    load_registered_detector. Returns the version."""
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("register_detector needs an active MLflow run")
+    mlflow.log_artifact(str(weights), WEIGHTS_ARTIFACT)
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(REGISTERED)
+    except Exception:  # not registered yet
+        client.create_registered_model(
+            REGISTERED, description="The person detector behind person_crops: a torchvision "
+                                    "Faster R-CNN weights file (load_registered_detector).")
+    version = client.create_model_version(
+        REGISTERED, f"{run.info.artifact_uri}/{WEIGHTS_ARTIFACT}", run.info.run_id,
+        tags={k: str(v) for k, v in tags.items()})
+    return str(version.version)
+
+
+def set_detector_champion(client) -> str | None:
+    """Alias `champion` on the fashion-person-detector version with the highest
+    heldout_mean_iou tag (None when no version was scored on held-out photos)."""
+    scored = [(float(v.tags["heldout_mean_iou"]), int(v.version))
+              for v in client.search_model_versions(f"name = '{REGISTERED}'")
+              if "heldout_mean_iou" in v.tags]
+    if not scored:
+        return None
+    best = str(max(scored)[1])
+    client.set_registered_model_alias(REGISTERED, "champion", best)
+    return best
+
+
+def load_registered_detector(client, version: str = "champion") -> tuple[FasterRCNN, dict]:
+    """A registered detector version (a number, or an alias such as `champion`) as
+    load_detector returns it, read without unpickling objects."""
+    import mlflow
+
+    if version.isdigit():
+        mv = client.get_model_version(REGISTERED, version)
+    else:
+        mv = client.get_model_version_by_alias(REGISTERED, version)
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=mv.run_id,
+                                                      artifact_path=WEIGHTS_ARTIFACT))
+    [path] = sorted(folder.glob("*.pt"))
+    return load_detector(path)

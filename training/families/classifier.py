@@ -246,7 +246,10 @@ class Classifier(Family):
                                             for c in self.columns}),
                 "image_size": str(self.data.image_size), "channels": str(self.data.channels),
                 "feature_dim": str(self.net.feature_dim), "adversarial": cfg.adversarial,
-                "adv_eps": str(cfg.adv_eps) if cfg.adversarial else ""}
+                "adv_eps": str(cfg.adv_eps) if cfg.adversarial else "",
+                # what it held out, so classifier_robustness sweeps the same images
+                "seed": str(cfg.seed), "holdout": str(cfg.holdout), "heldout_of": "labelled",
+                "test_data": cfg.test_data}
 
 
 def save_trained(net: MultiHeadClassifier, cfg: ClassifierConfig,
@@ -335,9 +338,11 @@ def set_classifier_champion(client: Any, name: str) -> str | None:
     return best
 
 
-def champion_classifier(client: Any, arch: str | None = None) -> tuple[str, str]:
+def champion_classifier(client: Any, arch: str | None = None,
+                        columns: tuple[str, ...] = ()) -> tuple[str, str]:
     """(registered name, version) of the best champion among fashion-classifier-<arch> (all
-    archs when None), by mean_heldout_accuracy; a one-line error when none is registered."""
+    archs when None) whose label_columns tag holds every one of `columns`, by
+    mean_heldout_accuracy; a one-line error when none is registered."""
     names = ([registered_name(arch)] if arch else
              [m.name for m in client.search_registered_models(
                  "name LIKE 'fashion-classifier-%'")])
@@ -347,22 +352,59 @@ def champion_classifier(client: Any, arch: str | None = None) -> tuple[str, str]
             v = client.get_model_version_by_alias(name, "champion")
         except Exception:  # no such model or no champion yet
             continue
+        if not set(columns) <= set(v.tags.get("label_columns", "").split(",")):
+            continue
         score = float(v.tags.get("mean_heldout_accuracy", "nan"))
         if best is None or score > best[0]:
             best = (score, name, str(v.version))
     if best is None:
-        raise ValueError(f"no champion among {', '.join(names) or 'fashion-classifier-*'} "
-                         "(materialise classifier_dense / classifier_conv first)")
+        heads = f" with heads {', '.join(columns)}" if columns else ""
+        raise ValueError(f"no champion{heads} among "
+                         f"{', '.join(names) or 'fashion-classifier-*'} (materialise "
+                         "attribute_classifier, classifier_dense or classifier_conv first)")
     return best[1], best[2]
+
+
+def classifier_weights(client: Any, name: str, version: str) -> Path:
+    """The local copy of a registered version's plain weights file (save_trained's)."""
+    import mlflow
+
+    run_id = client.get_model_version(name, version).run_id
+    return Path(mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=f"classifier_weights/{EXPORT}"))
 
 
 def load_registered_classifier(client: Any, name: str, version: str
                                ) -> tuple[MultiHeadClassifier, dict[str, list[str]]]:
     """A registered classifier version as the metrics use it (features, heads), from its
     plain weights artifact (read with weights_only=True, never unpickled)."""
-    import mlflow
+    return load_trained(classifier_weights(client, name, version))
 
-    run_id = client.get_model_version(name, version).run_id
-    path = mlflow.artifacts.download_artifacts(run_id=run_id,
-                                               artifact_path=f"classifier_weights/{EXPORT}")
-    return load_trained(path)
+
+@dataclass
+class RegisteredVersion:
+    name: str
+    version: str
+    champion: bool
+    tags: dict[str, str]
+
+
+def registered_classifiers(client: Any) -> list[RegisteredVersion]:
+    """Every fashion-classifier-* model's champion and its latest version (one entry when
+    they are the same; the latest alone where no champion is set): what classifier_robustness
+    sweeps, so an adversarially trained version that did not win is still compared with the
+    champion."""
+    out = []
+    for model in sorted(client.search_registered_models("name LIKE 'fashion-classifier-%'"),
+                        key=lambda m: m.name):
+        versions = sorted(client.search_model_versions(f"name = '{model.name}'"),
+                          key=lambda v: int(v.version))
+        if not versions:
+            continue
+        champion = (model.aliases or {}).get("champion")
+        chosen = {str(versions[-1].version)} | ({str(champion)} if champion else set())
+        for v in versions:
+            if str(v.version) in chosen:
+                out.append(RegisteredVersion(model.name, str(v.version),
+                                             str(v.version) == str(champion), dict(v.tags)))
+    return out
