@@ -1,30 +1,45 @@
 """The fashion-MNIST study's experiment on this project's data: the dense, conv and multihead
-classifiers, their held-out accuracy per head, and accuracy against ε under FGSM, FGSM on the
-garment only and PGD.
+classifiers, their held-out accuracy per head on the catalogue's test split, and accuracy
+against ε under FGSM, FGSM on the garment only and PGD, with the sweep's wall time.
 
-    python benchmarks/classifier_robustness.py [--data FILE] [--steps 400] [--n 1000]
-        [--eps 0,0.01,0.02,0.05,0.1,0.2,0.3] [--pgd-steps 10] [--adversarial pgd]
-        [--fashion-mnist FOLDER] [--bf16-check] [--out DIR]
+    python benchmarks/classifier_robustness.py [--demo 5000 --test-fraction 0.2 | --data FILE]
+        [--steps 300] [--n 1000] [--eps 0,0.01,0.02,0.05,0.1,0.2,0.3] [--pgd-steps 5]
+        [--pgd-compare 10] [--adversarial pgd] [--fashion-mnist FOLDER] [--bf16-check]
+        [--out DIR]
 
-On datasets/packshots.h5 (make run first; --data names another store, label columns: the
-catalogue's eight that it has): each architecture is trained on the frame (training.loop,
-demo profile, --steps, seed 0, a 0.2 holdout), then swept on n held-out images (fewer if the
-holdout is smaller). --adversarial fgsm|pgd also trains the conv network adversarially
-(adv_eps 0.05) for its curve against the plain one. --fashion-mnist FOLDER (the four IDX files)
-trains dense and conv on its 60k training images and scores the t10k test files: the study
-reports 88% (dense) and 90% (conv). --bf16-check repeats every sweep under bf16 autocast and
-prints the largest accuracy difference (the sweep may use bf16 where it stays within 0.5
-points). Prints the held-out accuracies, the sweep's wall time per classifier, the table (mean
-over heads, one column per ε) and writes robustness.png and robustness.csv to --out.
+Data: --data names a packshot store (datasets/packshots.h5 after make run: 1% test split,
+too small to measure on the demo's ~200 products), or --demo N draws N demo-shop products in
+memory as the shop draws its packshots (white-padded square, 64x64 like packshot_store, the
+42 one-hot labels from the products' truth) and splits them with the catalogue's own
+assign_splits (stratified by category x colour) with --test-fraction test. Either way the
+classifiers train on the train and val splits (training.loop, demo profile, --steps, seed 0)
+and are scored per head on the test split (the family's test_data), then swept on its first
+--n images. A store without a split falls back to the family's seeded 0.2 holdout.
+
+The sweep is training.robustness.sweep as the classifier_robustness asset runs it: fp32 (no
+native bf16 on an AVX2-only CPU: emulated bf16 is ~10x slower), scoring under
+torch.inference_mode, the FGSM direction computed once per image for every ε and both FGSM
+variants, PGD (random start, --pgd-steps steps of α = 2.5 ε / steps) counting an image broken
+as soon as any iterate misclassifies it and dropping it once every head is broken, the
+multihead network in channels_last (training.robustness.prepared). --pgd-compare K repeats the
+PGD curve with K steps on min(n, 200) images and prints the largest accuracy difference (is
+--pgd-steps enough?). --adversarial fgsm|pgd also trains conv adversarially (adv_eps 0.05) for
+its curve against the plain one. --fashion-mnist FOLDER trains dense and conv on its 60k
+training images and scores the t10k test files (the study: 88% dense, 90% conv). Prints the
+CPU, the load average, held-out accuracies, the sweep time per classifier and the table (mean
+over heads, one column per ε); writes robustness.png and robustness.csv to --out.
 """
 
 import argparse
+import os
+import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pandas as pd
 import torch
 
@@ -36,9 +51,77 @@ from training.families.classifier import (  # noqa: E402
     ClassifierConfig,
 )
 from training.loop import train  # noqa: E402
-from training.robustness import EPS, check_eps, curves_png, sweep, wide  # noqa: E402
+from training.robustness import (  # noqa: E402
+    EPS,
+    check_eps,
+    curves_png,
+    prepared,
+    sweep,
+    wide,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "assets_store" / "datasets" / "packshots.h5"
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the vector extensions that matter here."""
+    name, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    ext = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name}, {os.cpu_count()} cores, {'/'.join(ext) or 'no AVX2'}"
+
+
+def demo_store(path: Path, n: int, test_fraction: float, seed: int = 0) -> Path:
+    """n demo products' packshots drawn in memory, padded white to a square and resized to
+    64x64 as the catalogue and packshot_store do, their truth as the 42 one-hot labels and a
+    split from the catalogue's assign_splits."""
+    from PIL import Image, ImageOps
+
+    from pipelines.processing.catalogue import one_hot
+    from pipelines.processing.h5store import write_image_store
+    from pipelines.processing.splits import assign_splits
+    from scrapers.demo_shop import draw
+    from scrapers.demo_shop.catalog import make_catalog
+
+    products = make_catalog(n, seed)
+    images = np.empty((n, 64, 64, 3), np.uint8)
+    for i, p in enumerate(products):
+        square = ImageOps.pad(draw.packshot(p), (256, 256), color=(255, 255, 255))
+        images[i] = np.asarray(square.resize((64, 64), Image.Resampling.LANCZOS))
+    df = pd.DataFrame([{"id": p.id, "img_path": p.id, **p.truth} for p in products])
+    labels = one_hot(df).drop(columns="img_path")
+    split = assign_splits(df, 0.01, test_fraction, seed)
+    return write_image_store(path, list(df["id"]), images, {
+        "labels": labels.to_numpy(np.uint8),
+        "split": split.map({"train": 0, "val": 1, "test": 2}).to_numpy(np.uint8)},
+        attrs={"label_names": list(labels.columns), "split_names": ["train", "val", "test"]})
+
+
+def split_store(path: Path, folder: Path) -> tuple[Path, Path | None]:
+    """(training store: train + val, test store: the test split) of a store with a `split`;
+    (the store, None) without one."""
+    from pipelines.processing.h5store import write_image_store
+
+    with h5py.File(path, "r") as f:
+        if "split" not in f:
+            return path, None
+        split = f["split"][:]
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["ids"][:]]
+        images, labels = f["images"][:], f["labels"][:]
+        names = [str(n) for n in f.attrs["label_names"]]
+    out = []
+    for name, keep in (("train", split != 2), ("test", split == 2)):
+        kept = [i for i, k in zip(ids, keep, strict=True) if k]
+        out.append(write_image_store(folder / f"{name}.h5", kept, images[keep],
+                                     {"labels": labels[keep]}, attrs={"label_names": names}))
+    return out[0], out[1]
 
 
 def store_columns(path: Path) -> list[str]:
@@ -66,11 +149,17 @@ def parse_eps(text: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="the HDF5 store (packshots)")
-    ap.add_argument("--steps", type=int, default=400, help="training steps per classifier")
+    ap.add_argument("--demo", type=int, default=0,
+                    help="draw a demo store of this many products instead of --data")
+    ap.add_argument("--test-fraction", type=float, default=0.2,
+                    help="--demo: the test split's share (the catalogue's default is 0.01)")
+    ap.add_argument("--steps", type=int, default=300, help="training steps per classifier")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--eps", type=parse_eps, default=list(EPS), help="comma-separated ε")
-    ap.add_argument("--n", type=int, default=1000, help="held-out images swept")
-    ap.add_argument("--pgd-steps", type=int, default=10)
+    ap.add_argument("--n", type=int, default=1000, help="test images swept")
+    ap.add_argument("--pgd-steps", type=int, default=5)
+    ap.add_argument("--pgd-compare", type=int, default=0,
+                    help="also PGD with this many steps on min(n, 200) images")
     ap.add_argument("--adversarial", choices=("", "fgsm", "pgd"), default="",
                     help="also train conv adversarially (adv_eps 0.05)")
     ap.add_argument("--fashion-mnist", type=Path, default=None,
@@ -79,30 +168,40 @@ def main() -> None:
                     help="repeat each sweep under bf16 autocast, print the largest difference")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/classifier_robustness"))
     args = ap.parse_args()
-    columns = store_columns(args.data)
-    if not columns:
-        ap.error(f"{args.data} has no label column of {', '.join(CATALOGUE_COLUMNS)}")
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     runs = [("dense", "dense", ""), ("conv", "conv", ""), ("multihead", "multihead", "")]
     if args.adversarial:
         runs.append((f"conv+{args.adversarial}", "conv", args.adversarial))
-    tables, lines = [], []
+    tables, lines, pgd_lines = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+        source = args.data
+        if args.demo:
+            t0 = time.perf_counter()
+            source = demo_store(Path(tmp) / "demo.h5", args.demo, args.test_fraction)
+            print(f"demo store: {args.demo} products in {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+        columns = store_columns(source)
+        if not columns:
+            ap.error(f"{source} has no label column of {', '.join(CATALOGUE_COLUMNS)}")
+        data, test = split_store(source, Path(tmp))
         for name, arch, adversarial in runs:
             cfg = ClassifierConfig(arch=arch, label_columns=columns, steps=args.steps,
                                    batch_size=args.batch_size, adversarial=adversarial,
-                                   sample_every=10 ** 6, checkpoint_every=10 ** 6,
-                                   pgd_steps=args.pgd_steps)
-            family, summary = trained(cfg, args.data, Path(tmp) / name)
+                                   test_data=str(test or ""), sample_every=10 ** 6,
+                                   checkpoint_every=10 ** 6, pgd_steps=args.pgd_steps)
+            family, summary = trained(cfg, data, Path(tmp) / name)
             images, targets = family.heldout(args.n)
-            net = family.classifier().float().cpu().eval()
+            net = prepared(family.classifier())
             t0 = time.perf_counter()
             table = sweep(net, (images, targets), columns, args.eps, n=args.n,
                           pgd_steps=args.pgd_steps)
             sweep_s = time.perf_counter() - t0
             table.insert(0, "model", name)
             tables.append(table)
+            heads = " ".join(f"{c} {a:.2f}" for c, a in summary["heldout_accuracy"].items())
             line = (f"| {name} | {summary['wall_s']:.0f} | {summary['mean_heldout_accuracy']:.3f}"
-                    f" | {len(images)} | {sweep_s:.1f} |")
+                    f" | {heads} | {len(images)} | {sweep_s:.1f} |")
             if args.bf16_check:
                 t0 = time.perf_counter()
                 low = sweep(net, (images, targets), columns, args.eps, n=args.n,
@@ -110,7 +209,19 @@ def main() -> None:
                 diff = (low["accuracy"] - table["accuracy"]).abs().max() * 100
                 line += f" {time.perf_counter() - t0:.1f} | {diff:.2f} |"
             lines.append(line)
-            print(line, f"held-out per head: {summary['heldout_accuracy']}", flush=True)
+            print(line, f"(held out: {summary['heldout_from']}, load average "
+                        f"{os.getloadavg()[0]:.1f})", flush=True)
+            if args.pgd_compare:
+                k = min(args.n, 200)
+                few, many = (sweep(net, (images[:k], {c: t[:k] for c, t in targets.items()}),
+                                   columns, args.eps, ("pgd",), n=k, pgd_steps=s)
+                             for s in (args.pgd_steps, args.pgd_compare))
+                mean = many["head"] == "mean"
+                diff = (few["accuracy"] - many["accuracy"])[mean].abs().max() * 100
+                pgd_lines.append(f"{name}: PGD {args.pgd_steps} vs {args.pgd_compare} steps on "
+                                 f"{k} images: largest difference of the mean accuracy "
+                                 f"{diff:.1f} points")
+                print(pgd_lines[-1], flush=True)
         if args.fashion_mnist:
             for arch in ("dense", "conv"):
                 cfg = ClassifierConfig(arch=arch, label_columns=["class"], steps=args.steps,
@@ -127,13 +238,16 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "robustness.csv", index=False)
     png = curves_png(table, args.out / "robustness.png",
-                     f"{args.data.name}: accuracy against ε (mean over heads)")
-    head = "| classifier | train s | held-out accuracy (mean over heads) | images swept | " \
-           "sweep s |"
+                     f"{'demo' if args.demo else args.data.name}: accuracy against ε "
+                     "(mean over heads)")
+    head = "| classifier | train s | test accuracy (mean over heads) | per head | images " \
+           "swept | sweep s |"
     if args.bf16_check:
         head += " sweep s (bf16) | largest difference bf16 (points) |"
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1) + "\n" + "\n".join(lines))
-    print(f"\nsweep total {sum(float(x.split('|')[5]) for x in lines):.1f} s\n")
+    print(f"\nsweep total {sum(float(x.split('|')[6]) for x in lines):.1f} s "
+          f"(load average {os.getloadavg()[0]:.1f})\n")
+    print("\n".join(pgd_lines))
     print(wide(table).reset_index().to_markdown(index=False, floatfmt=".3f"))
     print(f"\n{png}")
 

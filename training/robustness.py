@@ -266,7 +266,7 @@ def sample_data(data: Any, columns: list[str], n: int, seed: int,
 def sweep(model: nn.Module, data: Any, columns: Sequence[str] | None = None,
           eps_list: Sequence[float] = EPS, attacks: Sequence[str] = ATTACKS, n: int = 1000,
           seed: int = 0, index: torch.Tensor | None = None, masks: torch.Tensor | None = None,
-          pgd_steps: int = 10, batch_size: int = 250, bf16: bool = False,
+          pgd_steps: int = 5, batch_size: int = 250, bf16: bool = False,
           background: str = "auto") -> pd.DataFrame:
     """Accuracy per (attack, ε, head) on n images: rows attack, eps, head, accuracy, n (the
     images with that head's label known); head `mean` is the mean over the heads.
