@@ -67,6 +67,12 @@ class Family:
     # the small-data options of GANConfig this family's step implements ("augment", "ema");
     # the others are refused when set (check_small_data), never silently ignored
     small_data: ClassVar[tuple[str, ...]] = ()
+    # translators (kind "translator"): the store the asset reads unless its `data` names
+    # another, the measures the family reports (training.translation_metrics) and the one its
+    # champion is chosen by, with "min" or "max" (the translator leaderboard reads both tags)
+    data_store: ClassVar[str] = "packshots"
+    measures: ClassVar[tuple[str, ...]] = ()
+    main_measure: ClassVar[tuple[str, str]] = ("frechet_distance", "min")
 
     def __init__(self, cfg: Any, data: Any, device: torch.device):
         self.cfg, self.data, self.device = cfg, data, device
@@ -136,16 +142,65 @@ class Family:
     def sampler_dim(self) -> int:
         return self.cfg.nz
 
+    def translator(self) -> nn.Module:
+        """The network users load (kind translator): images (N, channels, image_size,
+        image_size) in [-1, 1] -> images of the target domain in [-1, 1]; when the tag
+        `conditioning` is not `none` it takes a second tensor (N, cond_dim): the label one-hots
+        of the requested edit (`labels`) or a style code (`style`)."""
+        raise NotImplementedError
+
+    def domains(self) -> tuple[str, str]:
+        """(source, target) domain names of a translator: its data's (`packshot`, `person`,
+        or `color=black`, ...), in the trained direction."""
+        return (str(getattr(self.data, "a_name", "a")), str(getattr(self.data, "b_name", "b")))
+
+    def conditioning(self) -> dict[str, str]:
+        """A translator's second input, as registry tags: {} when there is none; else
+        `conditioning` (`labels` or `style`), `cond_dim`, and for labels `label_columns`,
+        `label_sizes`, `label_values` (JSON) as conditional samplers have them."""
+        return {}
+
+    def evaluation_set(self, n: int = 1000, seed: int = 0) -> dict:
+        """Keyword arguments of training.translation_metrics.evaluate_translator from this
+        family's held-out data: by default the test split's inputs, their targets when the data
+        is paired, and every target-domain image as the realism reference. Conditional and
+        multimodal families add `condition`, `identity`, `edits` or `style`."""
+        from training.translation_metrics import translation_set
+
+        return translation_set(self.data, n)
+
+    def translator_example(self) -> tuple[torch.Tensor, ...]:
+        """The inputs MLflow exports the translator with: 4 test images (and the second
+        input of a conditional translator, which such a family adds)."""
+        index = self.data.test_index()[:4] if hasattr(self.data, "test_index") else \
+            torch.arange(4)
+        return (self.data.images_of(index),)
+
     def report(self, out_dir: Path, summary: dict) -> tuple[dict, dict[str, list[Path]]]:
         """The family's own metrics and images ({MLflow folder: [png paths]}), for the asset."""
         return {}, {}
 
     def registry_tags(self) -> dict[str, str]:
         """Tags of the registered version, so every consumer samples it correctly: nz is the
-        latent's dimensions only (training.latent appends a conditional sampler's one-hots)."""
+        latent's dimensions only (training.latent appends a conditional sampler's one-hots).
+        A translator's say what it translates instead (translator_tags)."""
+        if self.kind == "translator":
+            return self.translator_tags()
         return {"kind": self.kind, "latent": self.latent, "nz": str(self.cfg.nz),
                 "image_size": str(getattr(self.cfg, "image_size", None) or 64),
                 "channels": str(getattr(self.cfg, "channels", None) or 3)}
+
+    def translator_tags(self) -> dict[str, str]:
+        """kind translator, domains `source->target` (and each alone), image_size, channels,
+        conditioning (`none`, `labels`, `style`, with its conditioning() tags), the measures
+        and the main measure with its goal (`main_goal` min or max)."""
+        source, target = self.domains()
+        cond = self.conditioning()
+        return {"kind": "translator", "domains": f"{source}->{target}", "source": source,
+                "target": target, "image_size": str(self.data.image_size),
+                "channels": str(self.data.channels), "conditioning": "none", **cond,
+                "measures": ",".join(self.measures), "main_measure": self.main_measure[0],
+                "main_goal": self.main_measure[1]}
 
     # ----- shared by every family ------------------------------------------------------------
     def update(self, optimizer: str, loss: torch.Tensor) -> None:

@@ -7,6 +7,7 @@ best version gets the alias `champion`.
 """
 
 import fcntl
+import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,26 +60,56 @@ def log_generator(netG: torch.nn.Module, family: str, nz: int, tags: dict | None
     inputs built from the tags by training.latent.sampler_inputs, so a conditional sampler's
     one-hots are included and the batch dimension stays dynamic) and register it as
     fashion-<family>, its version tagged with nz, the latent distribution and `tags` (dicts
-    and lists as JSON, e.g. label_values). Returns the new version.
+    and lists as JSON, e.g. label_values). Returns the new version."""
+    from training.latent import sampler_inputs
+
+    tags = version_tags({"nz": nz, "latent": latent, **(tags or {})})
+    example = sampler_inputs(4, tags, torch.Generator().manual_seed(0))[0]
+    return register_network(netG, family, (example,), tags, "generator")
+
+
+def log_translator(net: torch.nn.Module, name: str, tags: dict,
+                   example: tuple[torch.Tensor, ...] | torch.Tensor) -> str:
+    """Log an image-to-image translator as an MLflow model (pt2, exported with `example`: a
+    few input images, and a conditional translator's second input) and register it as
+    fashion-<name>, its version tagged with `tags` (Family.translator_tags: kind translator,
+    domains, image_size, conditioning, main measure). Returns the new version."""
+    example = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    return register_network(net, name, example, version_tags(tags), "translator")
+
+
+def version_tags(tags: dict) -> dict[str, str]:
+    """Registry tag values as strings: dicts and lists as JSON, the rest str()."""
+    return {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in tags.items()}
+
+
+def register_network(net: torch.nn.Module, name: str, example: tuple[torch.Tensor, ...],
+                     tags: dict[str, str], artifact: str) -> str:
+    """The one way a network reaches the registry: fp32, contiguous, on the CPU, in eval mode;
+    logged under `artifact` as pt2 with `example` (a batch of more than one, so the batch
+    dimension stays dynamic; several inputs get an explicit signature, which MLflow cannot
+    infer from a tuple), registered as fashion-<name> and tagged. Returns the version.
 
     The pip requirements are MLflow's defaults for the flavour: inferring them re-imports the
     model in a subprocess, which took 26-36 s of a 57 s registration on a busy 2-core box."""
-    import json
-
     import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
-    from training.latent import sampler_inputs
-
-    tags = {"nz": nz, "latent": latent, **(tags or {})}
-    tags = {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in tags.items()}
-    netG = netG.float().to(memory_format=torch.contiguous_format).cpu().eval()
-    example = np.asarray(sampler_inputs(4, tags, torch.Generator().manual_seed(0))[0],
-                         dtype=np.float32)
-    info = mlflow.pytorch.log_model(netG, name="generator", input_example=example,
-                                    registered_model_name=f"fashion-{family}",
+    net = net.float().to(memory_format=torch.contiguous_format).cpu().eval()
+    arrays = [np.asarray(t.detach().float().cpu(), dtype=np.float32) for t in example]
+    signature = None
+    if len(arrays) > 1:
+        signature = ModelSignature(inputs=Schema([
+            TensorSpec(np.dtype(np.float32), (-1, *a.shape[1:]), f"input_{i}")
+            for i, a in enumerate(arrays)]))
+    info = mlflow.pytorch.log_model(net, name=artifact,
+                                    input_example=arrays[0] if len(arrays) == 1 else
+                                    tuple(arrays), signature=signature,
+                                    registered_model_name=f"fashion-{name}",
                                     pip_requirements=mlflow.pytorch.get_default_pip_requirements())
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     for k, v in tags.items():
-        client.set_model_version_tag(f"fashion-{family}", version, k, v)
+        client.set_model_version_tag(f"fashion-{name}", version, k, v)
     return version

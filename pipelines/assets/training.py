@@ -43,7 +43,8 @@ from training.leaderboard import (
     set_champions,
 )
 from training.loop import train
-from training.tracking import log_generator, mlflow_run
+from training.tracking import log_generator, log_translator, mlflow_run
+from training.translation_metrics import evaluate_translator
 
 GENERATOR_KINDS = ("sampler", "conditional")
 
@@ -169,13 +170,16 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
     import mlflow as mlflow_lib
 
     name = asset_name(family, variant)
-    source = data_path(storage, config.data)
+    # a family reads its own store (pix2pix: paired_images) unless `data` names another
+    data_name = (family.data_store if config.data == GANAssetConfig.model_fields["data"].default
+                 else config.data)
+    source = data_path(storage, data_name)
     out_dir = storage.layout.runs(name, context.run_id)
     registered = f"fashion-{family.name.replace('_', '-')}"
     tags = {"family": family.name, "variant": variant, "dagster_run_id": context.run_id}
     with mlflow_run(name.replace("_", "-"), mlflow.tracking_uri, mlflow.artifact_root,
                     tags) as run:
-        mlflow_lib.log_params({**dataclasses.asdict(cfg), "data": config.data,
+        mlflow_lib.log_params({**dataclasses.asdict(cfg), "data": data_name,
                                "latent": family.latent})
         summary = train(family, cfg, source, out_dir,
                         log_metrics=lambda s, row: mlflow_lib.log_metrics(row, step=s))
@@ -184,7 +188,7 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         family_metrics, images = model.report(out_dir, summary)
         version_tags = {**model.registry_tags(), "variant": variant or model.registry_tags()
                         .get("variant", ""), "run_id": run.info.run_id,
-                        "dagster_run_id": context.run_id, "data": config.data}
+                        "dagster_run_id": context.run_id, "data": data_name}
         scores, judge = {}, None
         if version_tags["kind"] in GENERATOR_KINDS:
             # the registry's champion classifier (the file only when none is registered)
@@ -196,6 +200,14 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
                 model.sampler(), version_tags, open_dataset(storage.layout.packshots),
                 judge.net, judge.values, n=config.eval_samples, seed=config.eval_seed,
                 inception=inception_net(config))
+        elif version_tags["kind"] == "translator":  # on its test split, by what it is for
+            judge = metrics_classifier(mlflow_lib.MlflowClient(), classifier_path(storage),
+                                       log=context.log.info)
+            mlflow_lib.log_param("classifier", judge.name)
+            mlflow_lib.set_tag("classifier", judge.name)
+            scores = evaluate_translator(model.translator(), classifier=judge.net,
+                                         values=judge.values, **model.evaluation_set(
+                                             config.eval_samples, config.eval_seed))
         mlflow_lib.log_metrics({**family_metrics, **scores,
                                 "images_per_s": summary["images_per_s"],
                                 "wall_s": summary["wall_s"]})
@@ -213,6 +225,9 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
                 out_dir / "classifier.pt",
                 {**version_tags, "mean_heldout_accuracy": str(summary["mean_heldout_accuracy"])})
             set_classifier_champion(mlflow_lib.MlflowClient(), registered)
+        elif version_tags["kind"] == "translator":
+            version = log_translator(model.translator(), registered.removeprefix("fashion-"),
+                                     version_tags, model.translator_example())
         else:
             version = log_generator(model.sampler(), registered.removeprefix("fashion-"),
                                     int(version_tags["nz"]), version_tags,

@@ -17,9 +17,13 @@ from pydantic import Field
 from pipelines.assets.catalogue import packshot_store
 from pipelines.assets.model_images import person_crops
 from pipelines.assets.previews import picture
+from pipelines.assets.training import asset_name
 from pipelines.processing.images import array_grid, markdown_image
-from pipelines.resources import StorageResource
+from pipelines.resources import MLflowResource, StorageResource
+from training.family import load_families
 from training.paired import TEST, build_paired_store
+from training.tracking import mlflow_run
+from training.translator_board import translator_board
 
 PREVIEW_PAIRS = 8
 
@@ -82,3 +86,42 @@ def paired_images_arrays(storage: StorageResource) -> AssetCheckResult:
               and f["a"].dtype == f["b"].dtype == np.uint8
               and len(set(ids)) == n and len(f["labels"]) == n and len(f["split"]) == n)
     return AssetCheckResult(passed=bool(ok), metadata={"shapes": MetadataValue.json(shapes)})
+
+
+# ----- the translators' leaderboard (training/translator_board.py) ----------------------------
+class TranslatorBoardConfig(Config):
+    max_versions: int = Field(20, ge=1, description="newest versions per registered model")
+
+
+# every translator family's asset (pix2pix's two directions, ...), by key
+TRANSLATOR_ASSETS = [asset_name(family, variant) for family in load_families().values()
+                     if family.kind == "translator"
+                     for variant in (family.variants or {"": {}})]
+
+
+@asset(deps=TRANSLATOR_ASSETS, group_name="evaluation",
+       description="The second leaderboard table: every registered translator (kind "
+                   "translator) with the measures its run recorded on the test split (L1, "
+                   "PSNR, SSIM, FD in the classifier's space, edit success, preservation, "
+                   "diversity); alias `champion` on each model's best version by its family's "
+                   "main measure. evaluation/translators.md, evaluation/translators.csv")
+def translator_leaderboard(context: AssetExecutionContext, config: TranslatorBoardConfig,
+                           storage: StorageResource, mlflow: MLflowResource
+                           ) -> MaterializeResult:
+    import mlflow as mlflow_lib
+
+    out_dir = storage.layout.evaluation_dir
+    with mlflow_run("translator-leaderboard", mlflow.tracking_uri, mlflow.artifact_root,
+                    {"dagster_run_id": context.run_id}) as run:
+        table, champions, text = translator_board(mlflow_lib.MlflowClient(), out_dir,
+                                                  config.max_versions, log=context.log.info)
+        for name in ("translators.md", "translators.csv"):
+            mlflow_lib.log_artifact(str(out_dir / name))
+        mlflow_lib.log_metrics({f"{model}/champion_version": float(v)
+                                for model, v in champions.items()})
+    for model, version in champions.items():
+        context.log.info(f"{model}: champion is version {version}")
+    return MaterializeResult(metadata={
+        "versions": len(table), "champions": MetadataValue.json(champions),
+        "translators": MetadataValue.md(text), "mlflow_run_id": run.info.run_id,
+        "path": MetadataValue.path(str(out_dir / "translators.md"))})
