@@ -71,6 +71,9 @@ class Family:
     # another, the measures the family reports (training.translation_metrics) and the one its
     # champion is chosen by, with "min" or "max" (the translator leaderboard reads both tags)
     data_store: ClassVar[str] = "packshots"
+    # assets the family's asset needs besides the packshots, crops and classifier (by asset
+    # name, e.g. "description_encoder"); the asset writing data_store is added by the assets
+    upstream: ClassVar[tuple[str, ...]] = ()
     measures: ClassVar[tuple[str, ...]] = ()
     main_measure: ClassVar[tuple[str, str]] = ("frechet_distance", "min")
 

@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field, create_model, field_validator
 
 from pipelines.assets.catalogue import packshot_store
@@ -260,6 +260,17 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
     })
 
 
+# the asset that writes each store a family may read (Family.data_store)
+STORE_ASSETS = {"paired_images": "paired_images", "segmentation": "segmentation_store"}
+
+
+def upstream_assets(family: type[Family]) -> list[AssetKey]:
+    """What a family's asset waits for besides the packshots, crops and classifier: the asset
+    of its data store and its declared `upstream` (by key: their modules import this one)."""
+    names = [STORE_ASSETS[family.data_store]] if family.data_store in STORE_ASSETS else []
+    return [AssetKey(n) for n in dict.fromkeys([*names, *family.upstream])]
+
+
 def family_asset(family: type[Family], variant: str, fixed: dict):
     """The asset of one (family, variant), with its generated config class."""
     config_class = asset_config_class(family, fixed)
@@ -269,8 +280,8 @@ def family_asset(family: type[Family], variant: str, fixed: dict):
     where = "full_pipeline and train_job" if family.in_demo else "train_job"
 
     @asset(name=asset_name(family, variant),
-           deps=[packshot_store, person_crops, attribute_classifier], group_name="training",
-           pool=POOL, op_tags=TRAINING_TAG,
+           deps=[packshot_store, person_crops, attribute_classifier, *upstream_assets(family)],
+           group_name="training", pool=POOL, op_tags=TRAINING_TAG,
            tags={"fashion-gan/in-demo": str(family.in_demo).lower()},
            description=f"{doc}{f' Variant: {variant}.' if variant else ''} One MLflow run "
                        f"(params, losses per step, sample grids, loss curves, checkpoint, "
