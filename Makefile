@@ -41,6 +41,25 @@ mlflow-ui: setup
 	$(BIN)/mlflow ui --app-name fashion-gan --backend-store-uri "$(MLFLOW_TRACKING_URI)" \
 	  --default-artifact-root "$(STORE)/mlflow/artifacts" -h 127.0.0.1 -p 5000
 
+# The tracking server: the same sqlite store as mlflow-ui under the store root, artifacts
+# served from its mlflow/artifacts (mlflow-artifacts:/), so any machine that reaches the port
+# logs with MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) (README, "Tracking server").
+MLFLOW_PORT ?= 5000
+SERVER_STORE = $(or $(FASHION_GAN_STORE),$(STORE))
+.PHONY: mlflow-server run-dask
+mlflow-server: setup
+	@echo "MLflow tracking server: http://127.0.0.1:$(MLFLOW_PORT); the pipeline logs to it" \
+	  "with MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)"
+	mkdir -p "$(SERVER_STORE)/mlflow"
+	$(BIN)/mlflow server --app-name fashion-gan \
+	  --backend-store-uri "sqlite:///$(SERVER_STORE)/mlflow/mlflow.db" --serve-artifacts \
+	  --artifacts-destination "$(SERVER_STORE)/mlflow/artifacts" -h 127.0.0.1 -p $(MLFLOW_PORT)
+
+# The demo end to end on a local Dask cluster (CPU workers and one accelerator worker), its
+# dashboard link printed first (README, "Running on a Dask cluster").
+run-dask: setup
+	$(BIN)/python -m pipelines.executors -j full_pipeline
+
 lint: setup
 	$(BIN)/ruff check .
 

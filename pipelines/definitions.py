@@ -14,10 +14,8 @@ from dagster import (
     SkipReason,
     asset_sensor,
     define_asset_job,
-    in_process_executor,
     load_asset_checks_from_modules,
     load_assets_from_modules,
-    multiprocess_executor,
     schedule,
 )
 
@@ -27,17 +25,16 @@ from pipelines.assets import scrape as scrape_assets
 from pipelines.assets import segmentation as segmentation_assets
 from pipelines.assets import training as training_assets
 from pipelines.assets import translation as translation_assets
+from pipelines.executors import choose_executors
 from pipelines.partitions import REAL_SHOPS, shop_partitions
 from pipelines.resources import CrawlResource, MLflowResource, StorageResource
 
-# Steps run in parallel except training steps, which take the machine's accelerator (or all of
-# its cores) one at a time.
-executor = multiprocess_executor.configured({"tag_concurrency_limits": [
-    {"key": "fashion-gan/device", "value": "accelerator", "limit": 1}]})
-# Jobs that train nothing run their steps in the run's own process: a process per step
-# re-imports torch, MLflow and the code location (about 17 s each on a busy 2-core box), which
-# was 2 min of catalogue_job's 2 min 2 s (benchmarks/README.md, "Light jobs").
-light_executor = in_process_executor
+# By default steps run in parallel except training steps, which take the machine's accelerator
+# (or all of its cores) one at a time. Jobs that train nothing run their steps in the run's own
+# process: a process per step re-imports torch, MLflow and the code location (about 17 s each
+# on a busy 2-core box), which was 2 min of catalogue_job's 2 min 2 s (benchmarks/README.md,
+# "Light jobs"). FASHION_GAN_EXECUTOR=dask runs every job on Dask instead (executors.py).
+executor, light_executor = choose_executors()
 
 ASSET_MODULES = [scrape_assets, catalogue_assets, model_image_assets, segmentation_assets,
                  training_assets, translation_assets]

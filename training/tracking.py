@@ -44,7 +44,11 @@ def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: st
         mlflow.set_tracking_uri(uri)
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
-            mlflow.create_experiment(EXPERIMENT, artifact_location=root.resolve().as_uri(),
+            # a tracking server keeps artifacts where it serves them from (mlflow-artifacts:/),
+            # which every client reaches; a local path would be this machine's only
+            location = None if uri.startswith(("http://", "https://")) else \
+                root.resolve().as_uri()
+            mlflow.create_experiment(EXPERIMENT, artifact_location=location,
                                      tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         elif EXPERIMENT_KIND_TAG not in experiment.tags:  # a store made before the tag
             mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id,
