@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STORE := $(CURDIR)/assets_store
+# FASHION_GAN_STORE moves the whole store (Dagster home, MLflow, data) as it does for Python
+STORE := $(or $(FASHION_GAN_STORE),$(CURDIR)/assets_store)
 export DAGSTER_HOME := $(STORE)/dagster_home
 export MLFLOW_TRACKING_URI ?= sqlite:///$(STORE)/mlflow/mlflow.db
 
