@@ -44,6 +44,7 @@ from pipelines.processing.person_detector import (
     train_on_samples,
 )
 from pipelines.resources import MLflowResource, StorageResource
+from training.lineage import lineage_tags
 from training.tracking import mlflow_run
 
 
@@ -202,7 +203,9 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
         mlflow_lib.log_params(config.model_dump())
         mlflow_lib.log_metrics({k: float(v) for k, v in {**meta, **scores}.items()
                                 if isinstance(v, int | float) and not isinstance(v, bool)})
-        version = register_detector(out, {**tags, "dagster_run_id": context.run_id})
+        version = register_detector(out, {**tags, **lineage_tags(
+            context.run_id, layout.catalogue_parquet,
+            config.weights if config.weights else layout.truth("demo"))})
         champion = set_detector_champion(mlflow_lib.MlflowClient())
     context.log.info(f"registered fashion-person-detector version {version}; champion: "
                      f"{champion or 'none (no held-out photos to score on)'}")

@@ -42,6 +42,7 @@ from training.leaderboard import (
     score_registered,
     set_champions,
 )
+from training.lineage import lineage_tags
 from training.loop import train
 from training.tracking import log_generator, log_translator, mlflow_run
 from training.translation_metrics import evaluate_translator
@@ -144,7 +145,8 @@ def attribute_classifier(context: AssetExecutionContext, config: ClassifierConfi
         mlflow_lib.log_artifact(str(out), "model")
         version, champion = register_attribute_classifier(
             result, config.width, config.seed, config.holdout,
-            {"run_id": run.info.run_id, "dagster_run_id": context.run_id})
+            {"run_id": run.info.run_id, **lineage_tags(
+                context.run_id, storage.layout.catalogue_parquet, storage.layout.packshots)})
     context.log.info(f"registered fashion-classifier-multihead version {version}; champion: "
                      f"version {champion}")
     return MaterializeResult(metadata={
@@ -188,7 +190,8 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         family_metrics, images = model.report(out_dir, summary)
         version_tags = {**model.registry_tags(), "variant": variant or model.registry_tags()
                         .get("variant", ""), "run_id": run.info.run_id,
-                        "dagster_run_id": context.run_id, "data": data_name}
+                        "data": data_name,
+                        **lineage_tags(context.run_id, storage.layout.catalogue_parquet, source)}
         scores, judge = {}, None
         if version_tags["kind"] in GENERATOR_KINDS:
             # the registry's champion classifier (the file only when none is registered)
