@@ -33,6 +33,7 @@ from training.families.classifier import (
 )
 from training.family import Family, load_families
 from training.features import inception_pool3
+from training.launch import run_training
 from training.leaderboard import (
     METRICS,
     champion_grid,
@@ -43,7 +44,6 @@ from training.leaderboard import (
     set_champions,
 )
 from training.lineage import lineage_tags
-from training.loop import train
 from training.tracking import log_generator, log_translator, mlflow_run
 from training.translation_metrics import evaluate_translator
 
@@ -68,6 +68,13 @@ class GANAssetConfig(EvaluationConfig):
     data: str = Field("packshots", description="datasets/<data>.h5 (packshots, person_crops), "
                                                "or the path of an HDF5 store or a "
                                                "Fashion-MNIST folder")
+    # above one process the asset launches torchrun with the family's CLI (training/launch.py)
+    nproc_per_node: int = Field(1, ge=1, description="training processes on this node (GPUs, "
+                                                     "or CPU processes with gloo); above 1: "
+                                                     "torchrun")
+    nnodes: int = Field(1, ge=1, description="nodes of the torchrun job; above 1 every node "
+                                             "runs the command the asset logs")
+    rdzv_endpoint: str = Field("", description="host:port of the rendezvous when nnodes > 1")
 
 
 class ClassifierConfig(Config):
@@ -183,8 +190,11 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
                     tags) as run:
         mlflow_lib.log_params({**dataclasses.asdict(cfg), "data": data_name,
                                "latent": family.latent})
-        summary = train(family, cfg, source, out_dir,
-                        log_metrics=lambda s, row: mlflow_lib.log_metrics(row, step=s))
+        summary = run_training(family, cfg, source, out_dir, config.nproc_per_node,
+                               config.nnodes, config.rdzv_endpoint, context.run_id,
+                               config.profile, log=context.log.info,
+                               log_metrics=lambda s, row: mlflow_lib.log_metrics(row, step=s))
+        mlflow_lib.log_params({"world_size": summary.get("world_size", 1)})
         data = open_dataset(source, **family.data_options(cfg))
         model = family.restore(cfg, data, out_dir)
         family_metrics, images = model.report(out_dir, summary)

@@ -1,0 +1,123 @@
+"""Training on several processes, GPUs or nodes: torchrun running the family's CLI.
+
+One process trains in this process (training.loop.train); more launch
+`torchrun --nproc_per_node N -m training <family> ...` with every field of the config as its
+CLI flag (training/cli.py generates them from the same dataclass, so the child trains exactly
+this config), read the job's JSON line back and log its losses.jsonl rows, so the caller sees
+the same summary and run folder as an in-process training. The frame's loop joins the process
+group itself (training.runtime.init_distributed: gloo on the CPU, nccl on GPUs).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from training.cli import FRAME_FIELDS, config_fields
+from training.family import Family
+
+CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_args(family: type[Family], cfg: Any, data: Path | str, out: Path | str,
+             profile: str = "demo") -> list[str]:
+    """`<family> --data D --out O --profile P` and every config field as its flag, so
+    training.cli.config_from_args rebuilds `cfg` (None fields are left to the profile)."""
+    args = [family.name, "--data", str(data), "--out", str(out), "--profile", profile]
+    for f, base in config_fields(type(cfg)):
+        value = getattr(cfg, f.name)
+        if f.name in FRAME_FIELDS or value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if base is bool:
+            args.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, list | tuple):
+            args.append(f"{flag}={','.join(map(str, value))}")
+        else:  # `=`: an empty string or a negative number stays one value
+            args.append(f"{flag}={value!r}" if isinstance(value, float) else f"{flag}={value}")
+    if not getattr(cfg, "bf16", True):
+        args.append("--fp32")
+    return args
+
+
+def torchrun_command(family: type[Family], cfg: Any, data: Path | str, out: Path | str,
+                     nproc_per_node: int, nnodes: int = 1, rdzv_endpoint: str = "",
+                     rdzv_id: str = "fashion-gan", profile: str = "demo") -> list[str]:
+    """torchrun (as `python -m torch.distributed.run`, this interpreter's) for the family's
+    CLI: standalone on one node; with nnodes > 1 a c10d rendezvous at rdzv_endpoint, which
+    every node's same command joins."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+               str(nproc_per_node)]
+    if nnodes > 1:
+        if not rdzv_endpoint:
+            raise ValueError("nnodes > 1 needs rdzv_endpoint (host:port of the rendezvous)")
+        command += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                    rdzv_endpoint, "--rdzv-id", rdzv_id]
+    else:
+        command.append("--standalone")
+    return [*command, "-m", "training", *cli_args(family, cfg, data, out, profile)]
+
+
+def summary_from_output(stdout: str) -> dict:
+    """The job's summary: the last stdout line that is a JSON object with `steps`."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            summary = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(summary, dict) and "steps" in summary:
+            return summary
+    raise RuntimeError("torchrun's training printed no summary line")
+
+
+def train_torchrun(family: type[Family], cfg: Any, data: Path | str, out: Path | str,
+                   nproc_per_node: int, nnodes: int = 1, rdzv_endpoint: str = "",
+                   rdzv_id: str = "fashion-gan", profile: str = "demo",
+                   log_metrics: Callable[[int, dict], None] | None = None,
+                   log: Callable[[str], None] = print) -> dict:
+    """Train under torchrun; the summary of its rank 0, its stderr in out/torchrun.log, and
+    every losses.jsonl row of this launch passed to log_metrics(step, row) afterwards."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = torchrun_command(family, cfg, data, out, nproc_per_node, nnodes, rdzv_endpoint,
+                               rdzv_id, profile)
+    log(f"launching {' '.join(command)}" + (" (run the same on every node)" if nnodes > 1
+                                            else ""))
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(CODE_ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
+    stderr_log = out / "torchrun.log"
+    with stderr_log.open("w") as err:
+        done = subprocess.run(command, cwd=CODE_ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=err, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(stderr_log.read_text().splitlines()[-20:])
+        raise RuntimeError(f"torchrun exited with {done.returncode}; the end of "
+                           f"{stderr_log}:\n{tail}")
+    summary = summary_from_output(done.stdout)
+    history = out / "losses.jsonl"
+    if log_metrics and history.exists():
+        for line in history.read_text().splitlines():
+            row = json.loads(line)
+            step = row.pop("step")
+            if step >= summary.get("resumed_from", 0):
+                log_metrics(step, row)
+    return summary
+
+
+def run_training(family: type[Family], cfg: Any, data: Path | str, out: Path | str,
+                 nproc_per_node: int = 1, nnodes: int = 1, rdzv_endpoint: str = "",
+                 rdzv_id: str = "fashion-gan", profile: str = "demo",
+                 log_metrics: Callable[[int, dict], None] | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """One process: training.loop.train here; more: train_torchrun. The same summary."""
+    if nproc_per_node * nnodes == 1:
+        from training.loop import train
+
+        return train(family, cfg, data, out, log_metrics=log_metrics)
+    return train_torchrun(family, cfg, data, out, nproc_per_node, nnodes, rdzv_endpoint,
+                          rdzv_id, profile, log_metrics, log)
+
