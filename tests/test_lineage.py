@@ -1,6 +1,6 @@
 """Lineage tags: a registered version names the Dagster run, the git commit, the catalogue
-snapshot and the dataset that made it, read back from a real sqlite MLflow store after a
-tiny Dagster materialize."""
+snapshot and the dataset that made it, read back from a real sqlite MLflow store after a tiny
+Dagster materialize; and the device helper the stage reports in its metadata."""
 
 import shutil
 import subprocess
@@ -10,10 +10,20 @@ import pandas as pd
 from training.leaderboard import file_digest
 from training.lineage import git_state
 from training.paths import REPO_ROOT
+from training.runtime import device
 
 
 def test_git_state_outside_a_clone_is_unknown(tmp_path):
     assert git_state(tmp_path) == {"git_commit": "unknown", "git_dirty": "unknown"}
+
+
+def test_device_is_cuda_when_present_unless_overridden(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("FASHION_GAN_DEVICE", raising=False)
+    assert device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("FASHION_GAN_DEVICE", "cpu")
+    assert device() == torch.device("cpu")
 
 
 def test_a_registered_version_carries_its_lineage(tmp_path, colour_store):
@@ -39,6 +49,8 @@ def test_a_registered_version_carries_its_lineage(tmp_path, colour_store):
         run_config=RunConfig(ops={"classifier_dense": asset_config(
             "classifier_dense", steps=2, batch_size=8, hidden=8, label_columns=["color"])}))
     assert result.success
+    [event] = result.asset_materializations_for_node("classifier_dense")
+    assert event.metadata["device"].value == device().type  # the stage says where it ran
 
     [version] = mlflow.MlflowClient(uri).search_model_versions(
         "name = 'fashion-classifier-dense'")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from training.checkpoint import load_plain, plain
 from training.datasets import H5ImageDataset, holdout_split
 from training.models.classifier import AttributeClassifier, define_classifier
+from training.runtime import device
 
 MISSING = -1
 
@@ -45,6 +46,7 @@ class ClassifierResult:
     values: dict[str, list[str]]
     accuracy: dict[str, float]  # per head, on the held-out images
     wall_s: float
+    device: str = "cpu"  # where it trained (training.runtime.device)
 
 
 def train_classifier(data_path: Path, steps: int = 300, batch_size: int = 32, lr: float = 2e-3,
@@ -62,15 +64,18 @@ def train_classifier(data_path: Path, steps: int = 300, batch_size: int = 32, lr
     g = torch.Generator().manual_seed(seed)
     train_idx, test_idx = holdout_split(len(data), holdout, g)
     y = {c: torch.from_numpy(t) for c, t in targets.items()}
-    model = define_classifier(heads, width)
+    dev = device()  # CUDA when present (training.runtime.device)
+    model = define_classifier(heads, width).to(dev)
+    y = {c: t.to(dev) for c, t in y.items()}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.perf_counter()
     model.train()
     for step in range(steps):
         idx = train_idx[torch.randint(0, len(train_idx), (batch_size,), generator=g)]
-        out = model(data.batch(idx))
-        loss = sum(F.cross_entropy(out[c], y[c][idx], ignore_index=MISSING)
-                   for c in heads if (y[c][idx] != MISSING).any())
+        idx_dev = idx.to(dev)
+        out = model(data.batch(idx).to(dev))
+        loss = sum(F.cross_entropy(out[c], y[c][idx_dev], ignore_index=MISSING)
+                   for c in heads if (y[c][idx_dev] != MISSING).any())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -79,14 +84,16 @@ def train_classifier(data_path: Path, steps: int = 300, batch_size: int = 32, lr
     model.eval()
     data.flip = False
     with torch.no_grad():
-        out = model(data.batch(test_idx))
+        out = {c: o.cpu() for c, o in model(data.batch(test_idx).to(dev)).items()}
+    y = {c: t.cpu() for c, t in y.items()}
+    model.cpu()  # saved and registered from the CPU
     accuracy = {}
     for c in heads:
         known = y[c][test_idx] != MISSING
         if known.any():
             pred = out[c].argmax(1)[known]
             accuracy[c] = round(float((pred == y[c][test_idx][known]).float().mean()), 4)
-    return ClassifierResult(model, values, accuracy, time.perf_counter() - t0)
+    return ClassifierResult(model, values, accuracy, time.perf_counter() - t0, dev.type)
 
 
 def save_classifier(result: ClassifierResult, path: Path, width: int) -> Path:

@@ -24,6 +24,7 @@ from training.metrics import (
     symmetry_error,
 )
 from training.models.classifier import AttributeClassifier
+from training.runtime import device
 
 BATCH = 250  # generator and classifier batches: bounds memory at n = 1000+
 
@@ -115,12 +116,15 @@ def evaluate_generator(netG: torch.nn.Module, tags: dict | int, data: H5ImageDat
     native, requested = generate(netG, tags, n, seed)
     real = data.batch(torch.arange(len(data)))
     fake = to_rgb_size(native, real.shape[-1])
-    classifier.eval()
-    f_real = embed(classifier.features, real)
-    f_fake = embed(classifier.features, fake)
+    dev = device()  # CUDA when present; the classifier is returned to where it was
+    home = next(classifier.parameters()).device
+    classifier.eval().to(dev)
+    f_real = embed(classifier.features, real, device=dev)
+    f_fake = embed(classifier.features, fake, device=dev)
     # the heads read the features already computed: one classifier pass over the samples
-    feats = torch.from_numpy(f_fake).float()
-    predicted = {c: head(feats).argmax(1) for c, head in classifier.heads.items()}
+    feats = torch.from_numpy(f_fake).float().to(dev)
+    predicted = {c: head(feats).argmax(1).cpu() for c, head in classifier.heads.items()}
+    classifier.to(home)
     precision, recall = precision_recall(f_real, f_fake[:len(f_real) * 2])
     metrics = {
         "frechet_distance": frechet_distance(f_real, f_fake),
@@ -136,7 +140,8 @@ def evaluate_generator(netG: torch.nn.Module, tags: dict | int, data: H5ImageDat
     if requested is not None:
         metrics.update(conditional_accuracy(predicted, requested, tags, values))
     if inception is not None:
-        i_real, i_fake = embed(inception, real, 50), embed(inception, fake, 50)
+        inception.to(dev)
+        i_real, i_fake = embed(inception, real, 50, dev), embed(inception, fake, 50, dev)
         metrics["fid_inception"] = frechet_distance(i_real, i_fake)
         metrics["kid_inception"] = kernel_inception_distance(
             i_real, i_fake, subset_size=min(100, len(i_real)))

@@ -32,9 +32,12 @@ def flip_gap(d_logits, fake: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def embed(feature_fn, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Features of images (N, 3, H, W) in [-1, 1], in batches, as float64."""
-    out = [feature_fn(images[i:i + batch_size]).double().cpu().numpy()
+def embed(feature_fn, images: torch.Tensor, batch_size: int = 256,
+          device: torch.device | None = None) -> np.ndarray:
+    """Features of images (N, 3, H, W) in [-1, 1], in batches (moved to `device`, the
+    feature net's, when given), as float64."""
+    out = [feature_fn(images[i:i + batch_size].to(device or images.device)).double().cpu()
+           .numpy()
            for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0))
 

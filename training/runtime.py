@@ -55,3 +55,13 @@ def bf16_native(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def device() -> torch.device:
+    """The device every stage that computes with torch outside the frame's loop uses (the
+    classifier, the metrics): CUDA when present, else the CPU; FASHION_GAN_DEVICE=cpu (or any
+    torch device string) overrides it, e.g. to keep a shared GPU for training."""
+    chosen = os.environ.get("FASHION_GAN_DEVICE", "")
+    if chosen:
+        return torch.device(chosen)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -44,6 +44,7 @@ from training.leaderboard import (
     set_champions,
 )
 from training.lineage import lineage_tags
+from training.runtime import device as runtime_device
 from training.tracking import log_generator, log_translator, mlflow_run
 from training.translation_metrics import evaluate_translator
 
@@ -162,6 +163,7 @@ def attribute_classifier(context: AssetExecutionContext, config: ClassifierConfi
         "test_accuracy": MetadataValue.json(result.accuracy),
         "heads": MetadataValue.json({k: len(v) for k, v in result.values.items()}),
         "train_wall_s": round(result.wall_s, 1), "mlflow_run_id": run.info.run_id,
+        "device": result.device,  # training.runtime.device(): CUDA when present
         "path": MetadataValue.path(str(out))})
 
 
@@ -266,6 +268,8 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         f"{family.name}_report": MetadataValue.json(family_metrics),
         "metrics": MetadataValue.json(scores),
         **({"classifier": judge.name} if judge else {}),  # the metrics' feature space
+        "device": summary.get("device", "cpu"), "world_size": summary.get("world_size", 1),
+        **({"metrics_device": runtime_device().type} if scores else {}),
         "samples": MetadataValue.md(markdown_image(sheets["samples"], "samples")),
         "loss_curves": MetadataValue.md(markdown_image(sheets["loss_curves"], "loss curves")),
         **shown,
