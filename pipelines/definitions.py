@@ -25,6 +25,7 @@ from pipelines.assets import scrape as scrape_assets
 from pipelines.assets import segmentation as segmentation_assets
 from pipelines.assets import training as training_assets
 from pipelines.assets import translation as translation_assets
+from pipelines.automation import automation_enabled, automation_sensor, with_automation
 from pipelines.executors import choose_executors
 from pipelines.partitions import REAL_SHOPS, shop_partitions
 from pipelines.resources import CrawlResource, MLflowResource, StorageResource
@@ -94,15 +95,23 @@ def catalogue_after_scrape(context, asset_event):
     return RunRequest(run_key=f"catalogue-after-{asset_event.run_id}")
 
 
-def build_definitions(**resources) -> Definitions:
-    """The code location; tests pass their own resources (a temporary store, a small shop)."""
+# what declarative automation retrains weekly when its inputs changed (full_pipeline's training)
+AUTOMATED_TRAINING = [training_assets.attribute_classifier.key.to_user_string(),
+                      *(a.key.to_user_string() for a in training_assets.DEMO_ASSETS)]
+
+
+def build_definitions(automation: bool | None = None, **resources) -> Definitions:
+    """The code location; tests pass their own resources (a temporary store, a small shop).
+    automation (default: FASHION_GAN_AUTOMATION) turns on retraining after re-scrapes."""
     defaults = {"storage": StorageResource(), "crawl": CrawlResource(), "mlflow": MLflowResource()}
+    automated = automation_enabled(automation)
     return Definitions(
-        assets=all_assets,
+        assets=with_automation(all_assets, AUTOMATED_TRAINING) if automated else all_assets,
         asset_checks=all_checks,
         jobs=[scrape_job, catalogue_job, model_images_job, train_job, full_pipeline],
         schedules=schedules,
-        sensors=[catalogue_after_scrape],
+        # with automation on, its sensor rebuilds the catalogue after a crawl (and more)
+        sensors=[automation_sensor()] if automated else [catalogue_after_scrape],
         resources={**defaults, **resources},
         executor=executor,
     )
