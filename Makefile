@@ -73,6 +73,12 @@ bench: setup
 	$(BIN)/python benchmarks/segmentation_store.py
 	$(MAKE) bench-gan
 
+# GPU training speed (images/s, bf16 and fp32, full profile's batch) on the GPU present;
+# exits 2 with a message on a CPU-only machine. Figures: benchmarks/README.md.
+.PHONY: bench-gpu
+bench-gpu: setup
+	$(BIN)/python benchmarks/gpu_speed.py --out benchmarks/gpu_speed.md
+
 # The training benchmarks read the demo's packshots.h5 and attribute classifier: make run first.
 bench-gan: run
 	$(BIN)/python benchmarks/dcgan_speed.py --steps 30 --warmup 3
