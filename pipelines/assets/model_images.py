@@ -45,6 +45,7 @@ from pipelines.processing.person_detector import (
 )
 from pipelines.resources import MLflowResource, StorageResource
 from training.lineage import lineage_tags
+from training.runtime import device
 from training.tracking import mlflow_run
 
 
@@ -240,6 +241,7 @@ def person_crops(context: AssetExecutionContext, config: CropConfig,
             context.log.warning(f"person_crops: {n} x {reason}")
     sheet = array_grid(crops[:32], cols=8)
     metadata = {"crops": len(ids), "drop_reasons": MetadataValue.json(drops),
+                "device": device().type,  # where the detector ran (training.runtime.device)
                 "mean_score": round(float(np.mean(scores)), 4) if scores else 0.0,
                 **picture(context, sheet, "crops", "person_crops"),  # shown without a click
                 "preview": MetadataValue.md(markdown_image(sheet, "crops")),

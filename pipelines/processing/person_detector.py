@@ -31,6 +31,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.rpn import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign, box_iou
 
+from training.runtime import device
+
 PERSON = 1  # COCO's label for a person; the demo variant uses the same index
 
 # variant -> (torchvision builder, its COCO weights enum) for the COCO-pretrainable variants
@@ -207,9 +209,10 @@ def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]
     """Fine-tune (or, offline, train from scratch) on one person box per image. Images stay
     uint8 in memory and become float tensors a batch at a time."""
     torch.manual_seed(seed)
-    model = build_detector(variant)
-    targets = [{"boxes": torch.tensor([b], dtype=torch.float32),
-                "labels": torch.tensor([PERSON])} for b in boxes]
+    dev = device()  # CUDA when present (training.runtime.device)
+    model = build_detector(variant).to(dev)
+    targets = [{"boxes": torch.tensor([b], dtype=torch.float32, device=dev),
+                "labels": torch.tensor([PERSON], device=dev)} for b in boxes]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
                                                 pct_start=0.15)
@@ -218,7 +221,7 @@ def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]
     losses, t0 = [], time.perf_counter()
     for step in range(steps):
         idx = torch.randint(0, len(images), (batch_size,), generator=g).tolist()
-        loss = sum(model([to_tensor(images[i]) for i in idx],
+        loss = sum(model([to_tensor(images[i]).to(dev) for i in idx],
                          [targets[i] for i in idx]).values())
         opt.zero_grad()
         loss.backward()
@@ -227,7 +230,7 @@ def train_detector(images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]
         losses.append(loss.item())
         if log and (step % 50 == 0 or step == steps - 1):
             log(f"detector step {step}/{steps} loss {losses[-1]:.3f}")
-    return TrainResult(model.eval(), steps, time.perf_counter() - t0, losses)
+    return TrainResult(model.cpu().eval(), steps, time.perf_counter() - t0, losses)
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -284,6 +287,7 @@ def train_on_samples(samples: Sequence[Sample], store_root: Path, steps: int = 3
     result = train_detector([load_rgb(root / s[1]) for s in samples],
                             [s[2]["box"] for s in samples], steps, batch_size, lr, seed, log=log)
     meta = {"trained_on": "demo shop boxes", "train_photos": len(samples),
+            "device": device().type,
             "steps": result.steps, "train_wall_s": round(result.wall_s, 1),
             "final_loss": round(float(np.mean(result.losses[-20:])), 4)}
     return result.model, meta
@@ -311,13 +315,16 @@ def detect_people(model: FasterRCNN, images: Sequence[np.ndarray], batch_size: i
                   min_score: float = 0.5) -> list[tuple[np.ndarray, float] | None]:
     """The highest-scoring person box (x0, y0, x1, y1) and its score per image, or None."""
     out: list[tuple[np.ndarray, float] | None] = []
-    model.eval()
+    dev = device()  # CUDA when present; the model goes back where it was
+    home = next(model.parameters()).device
+    model.eval().to(dev)
     # the model's own cut-off (0.05 by default) must not hide boxes the caller would accept
     model.roi_heads.score_thresh = min(model.roi_heads.score_thresh, min_score)
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            batch = [to_tensor(im) for im in images[start:start + batch_size]]
+            batch = [to_tensor(im).to(dev) for im in images[start:start + batch_size]]
             for det in model(batch):
+                det = {k: v.cpu() for k, v in det.items()}
                 keep = (det["labels"] == PERSON) & (det["scores"] >= min_score)
                 if not keep.any():
                     out.append(None)
@@ -325,6 +332,7 @@ def detect_people(model: FasterRCNN, images: Sequence[np.ndarray], batch_size: i
                 best = int(torch.argmax(torch.where(keep, det["scores"], -1.0)))
                 out.append((det["boxes"][best].numpy().astype(np.float32),
                             float(det["scores"][best])))
+    model.to(home)
     return out
 
 
