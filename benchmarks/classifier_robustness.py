@@ -5,7 +5,7 @@ against ε under FGSM, FGSM on the garment only and PGD, with the sweep's wall t
     python benchmarks/classifier_robustness.py [--demo 5000 --test-fraction 0.2 | --data FILE]
         [--steps 300] [--n 1000] [--eps 0,0.01,0.02,0.05,0.1,0.2,0.3] [--pgd-steps 5]
         [--pgd-compare 10] [--adversarial pgd] [--fashion-mnist FOLDER] [--bf16-check]
-        [--out DIR]
+        [--threads N] [--out DIR]
 
 Data: --data names a packshot store (datasets/packshots.h5 after make run: 1% test split,
 too small to measure on the demo's ~200 products), or --demo N draws N demo-shop products in
@@ -166,8 +166,13 @@ def main() -> None:
                     help="a Fashion-MNIST folder: dense and conv test accuracy")
     ap.add_argument("--bf16-check", action="store_true",
                     help="repeat each sweep under bf16 autocast, print the largest difference")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (0: torch's default); on a box other jobs share, 1 "
+                         "thread measured ~4x faster than 2 at a load average of 10")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/classifier_robustness"))
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     runs = [("dense", "dense", ""), ("conv", "conv", ""), ("multihead", "multihead", "")]

@@ -396,6 +396,7 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
                        key="champions_picture")
     return MaterializeResult(metadata={
         "models_scored": len(table), "classifier": judge.name,
+        "metrics_device": runtime_device().type,  # training.runtime.device()
         "versions_scored_now": counts["scored"],
         "versions_from_cache": counts["cached"], "champions": MetadataValue.json(champions),
         "leaderboard": MetadataValue.md(text), "mlflow_run_id": run.info.run_id,
