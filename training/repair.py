@@ -17,8 +17,10 @@ def flip_inversion(netG: nn.Module, images: torch.Tensor, z_init: torch.Tensor,
                    steps: int = 200, lr: float = 0.05, lam: float = 1e-3
                    ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """(ẑ, G(ẑ), the objective per step) for generated images (N, 3, H, W) in [-1, 1]."""
-    target = images.detach().flip(-1)
-    z = z_init.detach().clone().requires_grad_(True)
+    # on the generator's device (the frame's: training.runtime.init_distributed)
+    dev = next(netG.parameters()).device
+    target = images.detach().to(dev).flip(-1)
+    z = z_init.detach().to(dev).clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     was_training = netG.training
     netG.eval()
