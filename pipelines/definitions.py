@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from pipelines.assets import catalogue as catalogue_assets
+from pipelines.assets import fashiongan as fashiongan_assets
 from pipelines.assets import model_images as model_image_assets
 from pipelines.assets import scrape as scrape_assets
 from pipelines.assets import segmentation as segmentation_assets
@@ -38,7 +39,7 @@ from pipelines.resources import CrawlResource, MLflowResource, StorageResource
 executor, light_executor = choose_executors()
 
 ASSET_MODULES = [scrape_assets, catalogue_assets, model_image_assets, segmentation_assets,
-                 training_assets, translation_assets]
+                 training_assets, translation_assets, fashiongan_assets]
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(ASSET_MODULES)
 

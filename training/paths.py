@@ -132,6 +132,16 @@ class StoreLayout:
     def attribute_classifier(self) -> Path:
         return self.models_dir / "attribute_classifier.pt"
 
+    @property
+    def description_encoder(self) -> Path:
+        """The description encoder (training/description_encoder.py), its vocabulary inside."""
+        return self.models_dir / "description_encoder.pt"
+
+    @property
+    def human_parser(self) -> Path:
+        """The 7-class human parser (training/human_parser.py)."""
+        return self.models_dir / "human_parser.pt"
+
     # ---- datasets/ ----
     @property
     def datasets_dir(self) -> Path:
@@ -161,6 +171,11 @@ class StoreLayout:
     @property
     def segmentation_fashiongan(self) -> Path:
         return self.dataset("segmentation_fashiongan")
+
+    @property
+    def descriptions(self) -> Path:
+        """Per product its sentence, tokens, the encoder's d and the skin tone (FashionGAN)."""
+        return self.dataset("descriptions")
 
     # ---- runs/ and evaluation/ ----
     @property

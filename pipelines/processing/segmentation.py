@@ -89,8 +89,10 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 def write_store(path: Path, ids, images: np.ndarray, labels: np.ndarray,
-                compression: str = "gzip", level: int | None = 4) -> Path:
-    """Write the store; chunked per sample so any sample decodes on its own."""
+                compression: str = "gzip", level: int | None = 4,
+                attrs: dict | None = None) -> Path:
+    """Write the store; chunked per sample so any sample decodes on its own. `attrs` are
+    added to the file's (the human parser marks the label maps it wrote as its own)."""
     images = np.asarray(images, np.uint8)
     labels = np.asarray(labels, np.uint8)
     n = len(ids)
@@ -112,6 +114,8 @@ def write_store(path: Path, ids, images: np.ndarray, labels: np.ndarray,
         f.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=STR)
         f.attrs["classes"] = list(CLASS_NAMES)
         f.attrs["coarse_classes"] = list(COARSE_NAMES)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
     return path
 
 
