@@ -95,7 +95,10 @@ def test_detector_choices(tmp_path):
 def test_dagster_refuses_a_choice_at_launch_and_a_range_before_the_asset_runs(tmp_path):
     storage = StorageResource(root=str(tmp_path / "store"))
     with pytest.raises(DagsterInvalidConfigError, match="variant.*resnet51"):
-        materialize([person_detector], resources={"storage": storage},
+        materialize([person_detector], resources={
+            "storage": storage, "mlflow": MLflowResource(
+                tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db",
+                artifact_root=str(tmp_path / "store" / "artifacts"))},
                     run_config={"ops": {"person_detector": {"config": {"variant": "resnet51"}}}})
     with pytest.raises(ValidationError, match=r"val_fraction\n.*greater than or equal to 0"
                                               r".*input_value=-0\.5"):
