@@ -61,6 +61,9 @@ README_ENTRIES = {
     "datasets/segmentation.h5": lambda lay: lay.segmentation,
     "datasets/packshots.h5": lambda lay: lay.packshots,
     "datasets/paired_images.h5": lambda lay: lay.paired_images,
+    "datasets/descriptions.h5": lambda lay: lay.descriptions,
+    "models/description_encoder.pt": lambda lay: lay.description_encoder,
+    "models/human_parser.pt": lambda lay: lay.human_parser,
     "runs/dcgan/0123abcd/": lambda lay: lay.runs("dcgan", "0123abcd-ef45-6789"),
     "models/attribute_classifier.pt": lambda lay: lay.attribute_classifier,
     "evaluation/leaderboard.md": lambda lay: lay.leaderboard_md,
@@ -257,7 +260,8 @@ def test_detector_trains_and_scores_from_the_store(demo_store, tmp_path):
     lines = []
     model, meta = train_on_samples(train, layout.root, steps=2, batch_size=2, seed=0,
                                    log=lines.append)
-    assert set(meta) == {"trained_on", "train_photos", "steps", "train_wall_s", "final_loss"}
+    assert set(meta) == {"trained_on", "train_photos", "steps", "train_wall_s", "final_loss",
+                         "device"}
     assert meta["train_photos"] == 12 and meta["steps"] == 2 and lines
     _, loaded = load_detector(save_detector(model, "demo_small", tmp_path / "d.pt", meta))
     assert loaded == {**meta, "variant": "demo_small"}
