@@ -150,10 +150,11 @@ def diversity(features: np.ndarray | torch.Tensor) -> float:
 class Edit:
     """One requested edit of a conditional translator: the second input it gets for every
     input image (N, cond_dim), and the value the classifier should then see in `column` (one
-    name for all, or one per image). The other columns are measured for preservation."""
+    name for all, or one per image). The other columns are measured for preservation. A
+    translator with no second input gives condition None (a colouriser: the true colour)."""
 
-    name: str  # e.g. "color=red"
-    condition: torch.Tensor
+    name: str  # e.g. "color_red": part of MLflow metric names, which refuse "="
+    condition: torch.Tensor | None
     column: str
     value: str | Sequence[str]
 
