@@ -402,3 +402,34 @@ def test_the_gan_metrics_load_the_champion_classifier_and_name_it(pipeline):
     # the GAN's training run and its leaderboard row are the same computation
     assert table["frechet_distance"][0] == pytest.approx(
         meta["metrics"]["frechet_distance"], rel=1e-4)
+
+
+def test_the_robustness_asset_refuses_eps_outside_the_unit_range_at_launch(tmp_path):
+    from dagster import materialize
+    from pydantic import ValidationError
+
+    from pipelines.assets.training import RobustnessConfig, classifier_robustness
+    from pipelines.resources import MLflowResource, StorageResource
+
+    with pytest.raises(ValidationError, match=r"eps must be in \[0, 1\] \(a fraction of the "
+                                              r"pixel range\), got 1\.5"):
+        RobustnessConfig(eps=[0, 1.5])
+    assert RobustnessConfig(eps=[0, 1]).eps == [0.0, 1.0]
+    store = tmp_path / "store"
+    with pytest.raises(ValidationError, match=r"eps must be in \[0, 1\].*got -0\.1"):
+        materialize([classifier_robustness], resources={
+            "storage": StorageResource(root=str(store)),
+            "mlflow": MLflowResource(tracking_uri=f"sqlite:///{store}/m.db",
+                                     artifact_root=str(store / "a"))},
+            run_config={"ops": {"classifier_robustness": {"config": {"eps": [-0.1, 0.1]}}}})
+    assert not store.exists()  # refused before anything ran
+
+
+def test_the_robustness_asset_runs_in_train_job_only():
+    from dagster import AssetKey
+
+    from pipelines.definitions import defs
+
+    key = AssetKey("classifier_robustness")
+    assert key in defs.resolve_job_def("train_job").asset_layer.executable_asset_keys
+    assert key not in defs.resolve_job_def("full_pipeline").asset_layer.executable_asset_keys
