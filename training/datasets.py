@@ -525,12 +525,14 @@ def fit_images(images: torch.Tensor, image_size: int | None, channels: int | Non
 def open_dataset(path: Path | str, flip: bool = False, seed: int = 0,
                  label_columns: tuple[str, ...] | list[str] = (), image_size: int | None = None,
                  channels: int | None = None, split: str = "train", direction: str = "a2b",
-                 domains: tuple[str, str, str] | list[str] | None = None) -> ImageDataset:
+                 domains: tuple[str, str, str] | list[str] | None = None,
+                 descriptions: Path | str | None = None) -> ImageDataset:
     """The training data behind --data: a folder is Fashion-MNIST (IDXDataset, `split`), a
     file an HDF5 image store (H5ImageDataset; its split is the families' holdout), a paired
     store (datasets `a` and `b`) a PairedDataset in `direction`, and any store with `domains`
     an UnpairedDataset. image_size and channels (1 grey, 3 RGB) convert the images (and a
-    translator's targets) once, in memory."""
+    translator's targets) once, in memory. A segmentation store with `descriptions` (the
+    two-stage FashionGAN's) is a training.fashiongan_data.FashionGANDataset."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"--data {path}: no such file or folder")
@@ -539,6 +541,10 @@ def open_dataset(path: Path | str, flip: bool = False, seed: int = 0,
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size!r}")
     check_direction(direction)
+    if descriptions is not None:  # segmentation.h5 joined with descriptions.h5 by product id
+        from training.fashiongan_data import open_fashiongan
+
+        return open_fashiongan(path, descriptions, image_size=image_size, flip=flip, seed=seed)
     data: ImageDataset
     if domains:
         if path.is_dir():
