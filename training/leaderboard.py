@@ -242,8 +242,9 @@ def kind_table(shown: pd.DataFrame, champions: dict[str, int], conditional: bool
             continue
         fmt = FORMATS.get(column, "{}")
         cells[header] = [MISSING if pd.isna(x) else fmt.format(x) for x in shown[column]]
-    cells["champ"] = ["✔" if champions.get(m) == v else ""
-                      for m, v in zip(shown["model"], shown["version"], strict=True)]
+    # the champion marked beside its version: a column of its own was cut off the page
+    cells["ver"] = [f"{c} ✔" if champions.get(m) == v else c for c, m, v in
+                    zip(cells["ver"], shown["model"], shown["version"], strict=True)]
     align = ["left" if h in ("model", "variant") else "right" for h in cells]
     return pd.DataFrame(cells).to_markdown(index=False, disable_numparse=True, colalign=align)
 
@@ -270,7 +271,8 @@ def markdown(table: pd.DataFrame, champions: dict[str, int]) -> str:
               + (f" (real images: {real.iloc[0]:.3f})" if len(real) else ""),
               "cond_acc: share of samples in which the classifier recognises the requested "
               "labels",
-              "model names are registered as `fashion-<model>`; ✔: alias `champion`"]
+              "model names are registered as `fashion-<model>`; ✔ beside a version: alias "
+              "`champion`"]
     return "\n\n".join(parts) + "\n\n" + "\n".join(f"- {line}" for line in legend)
 
 
