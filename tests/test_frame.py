@@ -17,8 +17,9 @@ from training.families.dcgan import DCGANConfig
 from training.family import load_families
 from training.loop import train
 
-FAMILIES = ("acgan", "began", "bigan", "cgan", "classifier", "dcgan", "dragan", "ebgan", "gan",
-            "infogan", "lsgan", "wgan", "wgan_gp")
+FAMILIES = ("acgan", "began", "bigan", "cgan", "classifier", "colorization", "dcgan", "dragan",
+            "ebgan", "fashiongan", "fashiongan_single", "gan", "infogan", "lsgan", "pix2pix",
+            "wgan", "wgan_gp")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def test_every_family_is_registered_and_listed():
     out = subprocess.run([sys.executable, "-m", "training", "--list"], check=True,
                          capture_output=True, text=True, timeout=120).stdout.splitlines()
     assert [line.split()[0] for line in out] == list(FAMILIES)
-    assert all(line.split()[1] in ("sampler", "conditional", "classifier") for line in out)
+    assert all(line.split()[1] in ("sampler", "conditional", "translator", "classifier")
+               for line in out)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
