@@ -19,6 +19,7 @@ the store's real person images (`train_person_judge`, whose held-out accuracy is
 of the rates), or the packshot attribute classifier (`classifier_judge`).
 """
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -169,13 +170,43 @@ def read_attributes(path: Path | str, ids: Sequence[str], columns: Sequence[str]
     return out, values
 
 
+_JUDGES: dict[str, tuple[Judge, dict[str, float]]] = {}
+
+
+def judge_key(*parts) -> str:
+    h = hashlib.sha1()
+    for part in parts:
+        if isinstance(part, dict):
+            for k in sorted(part):
+                h.update(k.encode())
+                h.update(part[k].numpy().tobytes())
+        elif torch.is_tensor(part):
+            h.update(part.numpy().tobytes())
+        else:
+            h.update(repr(part).encode())
+    return h.hexdigest()
+
+
 def train_person_judge(images: torch.Tensor, targets: dict[str, torch.Tensor],
                        test_images: torch.Tensor, test_targets: dict[str, torch.Tensor],
-                       steps: int = 200, batch_size: int = 32, lr: float = 2e-3,
+                       steps: int = 400, batch_size: int = 32, lr: float = 2e-3,
                        width: int = 16, seed: int = 0) -> tuple[Judge, dict[str, float]]:
     """An attribute head per column on real person images (N, 3, S, S) in [-1, 1] (flips
     only: colour is a target), trained seeded; (its judge, held-out accuracy per column as
-    `judge_accuracy_<column>`: the ceiling of the swap rates)."""
+    `judge_accuracy_<column>`: the ceiling of the swap rates). It depends on nothing but its
+    arguments, so it is kept per process: the runs of a benchmark share one per seed."""
+    key = judge_key(images, targets, test_images, test_targets, steps, batch_size, lr, width,
+                    seed)
+    if key not in _JUDGES:
+        _JUDGES[key] = fit_person_judge(images, targets, test_images, test_targets, steps,
+                                        batch_size, lr, width, seed)
+    return _JUDGES[key]
+
+
+def fit_person_judge(images: torch.Tensor, targets: dict[str, torch.Tensor],
+                     test_images: torch.Tensor, test_targets: dict[str, torch.Tensor],
+                     steps: int, batch_size: int, lr: float, width: int, seed: int
+                     ) -> tuple[Judge, dict[str, float]]:
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     sizes = {c: int(max(int(t.max()) + 1, 2)) for c, t in targets.items()}

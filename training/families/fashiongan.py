@@ -115,7 +115,7 @@ class FashionGANBaseConfig(GANConfig):
                              "asks for (the asset: the store's; empty: no swap rates)")
     swap_n: int = option(8, "persons (and descriptions) in the swap matrix", ge=2)
     eval_draws: int = option(4, "z draws per held-out person for the Fréchet distances", ge=1)
-    judge_steps: int = option(200, "training steps of the swap matrix's attribute judge (a "
+    judge_steps: int = option(400, "training steps of the swap matrix's attribute judge (a "
                               "head per attribute on the store's real person images)", ge=1)
 
     # demo: 64 px at widths 16, minutes on a 2-core CPU; full: the study's 128 px and batch
