@@ -40,7 +40,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "no_tricks": ("fashiongan", {**TRICKS_OFF, "batch_size": 32}),
     "g2_on_generated": ("fashiongan", {"g2_input": "generated"}),
 }
-COLUMNS = (("body_miou", "body mIoU", 3), ("coherence_miou", "parse vs stage 1", 3),
+COLUMNS = (("body_miou", "body mIoU", 3), ("body_miou_real", "parser on photos", 3),
+           ("coherence_miou", "parse vs stage 1", 3), ("stage1_miou", "stage 1 vs map", 3),
            ("swap_rate_diag", "swap diag", 2), ("swap_rate_off", "swap off", 2),
            ("swap_color_kept", "colour kept", 2), ("fd_image", "FD image", 1),
            ("fd_stage1", "FD stage 1", 1), ("fd_stage2", "FD stage 2", 1),

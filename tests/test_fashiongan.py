@@ -418,7 +418,7 @@ def test_the_report_has_every_measure(stores, tmp_path):
                attributes=str(stores["packshots"]), judge_steps=5, swap_n=4)
     summary = train("fashiongan", cfg, stores["seg"], tmp_path / "run")
     m = summary["measures"]
-    for key in ("fd_image", "fd_stage1", "fd_stage2", "swap_rate_diag",
+    for key in ("fd_image", "fd_stage1", "fd_stage2", "stage1_miou", "swap_rate_diag",
                 "swap_rate_off", "swap_color_kept", "judge_accuracy_color"):
         assert np.isfinite(m[key]), key
     assert m["swap_persons"] == 4

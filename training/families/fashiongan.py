@@ -49,6 +49,7 @@ from training.fashiongan_metrics import (
     classifier_fd,
     labelled_grid,
     load_parse,
+    mean_iou,
     read_attributes,
     render_maps,
     swap_grid,
@@ -302,6 +303,8 @@ class FashionGANFamily(Family):
         test = data.test_index()
         out: dict[str, float] = {"n_test": float(len(test))}
         own = self.draw_batched(test, seed=cfg.seed)
+        if "maps" in own:  # stage 1 with the person's own description against its real map
+            out["stage1_miou"] = mean_iou(own["maps"].numpy(), data.maps_of(test).numpy())
         if cfg.fd_classifier:
             from training.classifier import load_classifier
 
@@ -430,8 +433,8 @@ class FashionGAN(FashionGANFamily):
     Config = FashionGANConfig
     losses = ("d1_real", "d1_mismatched", "d1_fake", "g1_adv", "g1_ce", "d2_real",
               "d2_mismatched", "d2_fake", "g2_adv", "g2_l1", "lr")
-    measures = ("frechet_distance", "l1", "fd_image", "fd_stage1", "fd_stage2", "body_miou",
-                "coherence_miou", "swap_rate_diag", "swap_rate_off")
+    measures = ("frechet_distance", "l1", "fd_image", "fd_stage1", "fd_stage2", "stage1_miou",
+                "body_miou", "coherence_miou", "swap_rate_diag", "swap_rate_off")
 
     def build(self) -> None:
         cfg, data = self.cfg, self.data
