@@ -17,9 +17,9 @@ from training.families.dcgan import DCGANConfig
 from training.family import load_families
 from training.loop import train
 
-FAMILIES = ("acgan", "began", "bigan", "cgan", "classifier", "colorization", "dcgan", "dragan",
-            "ebgan", "fashiongan", "fashiongan_single", "gan", "infogan", "lsgan", "pix2pix",
-            "wgan", "wgan_gp")
+FAMILIES = ("acgan", "began", "bigan", "cgan", "classifier", "colorization", "cyclegan", "dcgan",
+            "dragan", "ebgan", "fashiongan", "fashiongan_single", "gan", "infogan", "lsgan",
+            "munit", "pix2pix", "wgan", "wgan_gp")
 
 
 @pytest.fixture(scope="module")
