@@ -196,13 +196,16 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, input_nc: int, output_nc: int, ngf: int = 64,
                  norm_layer: Callable = nn.BatchNorm2d, use_dropout: bool = False,
-                 n_blocks: int = 6, padding_type: str = "reflect"):
+                 n_blocks: int = 6, padding_type: str = "reflect", input_padding: str = "reflect"):
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         use_bias = uses_bias(norm_layer)
-        model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0,
-                                                  bias=use_bias),
+        # the 7x7 input conv pads by reflection (the repo's) or with zeros (StarGAN's, for tiled
+        # labels: a constant label map stays constant under reflection, and instance norm then
+        # subtracts it whole; zero padding makes it vary, so the labels reach the network)
+        pad = [nn.ReflectionPad2d(3)] if input_padding == "reflect" else [nn.ZeroPad2d(3)]
+        model = [*pad, nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
                  norm_layer(ngf), nn.ReLU(True)]
         n_downsampling = 2
         for i in range(n_downsampling):
@@ -262,7 +265,8 @@ def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "ba
              ) -> nn.Module:
     """A generator by name, initialised: `unet` (num_downs from image_size), `unet_128`,
     `unet_256` (the repo's fixed depths), `resnet_9blocks`, `resnet_6blocks`. With cond_nc > 0
-    it takes (image, labels (N, cond_nc)) and sees input_nc + cond_nc channels."""
+    it takes (image, labels (N, cond_nc)) and sees input_nc + cond_nc channels (a ResNet G then
+    zero-pads its input conv, as StarGAN's: with reflection, instance norm erases the labels)."""
     if netG not in GENERATORS:
         raise ValueError(f"netG must be one of {list(GENERATORS)}, got {netG!r}")
     if cond_nc < 0:
@@ -276,7 +280,8 @@ def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "ba
                              f"be divisible by 4, got {image_size}")
         net = ResnetGenerator(in_nc, output_nc, ngf, norm_layer=norm_layer,
                               use_dropout=use_dropout, n_blocks=9 if "9" in netG else 6,
-                              padding_type=padding_type)
+                              padding_type=padding_type,
+                              input_padding="zero" if cond_nc else "reflect")
     else:
         downs = {"unet_128": 7, "unet_256": 8}.get(netG) or unet_downs(image_size)
         net = UnetGenerator(in_nc, output_nc, downs, ngf, norm_layer=norm_layer,
