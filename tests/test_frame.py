@@ -18,8 +18,8 @@ from training.family import load_families
 from training.loop import train
 
 FAMILIES = ("acgan", "began", "bigan", "cgan", "classifier", "colorization", "cyclegan", "dcgan",
-            "dragan", "ebgan", "fashiongan", "fashiongan_single", "gan", "infogan", "lsgan",
-            "munit", "pix2pix", "wgan", "wgan_gp")
+            "dragan", "ebgan", "fader", "fashiongan", "fashiongan_single", "gan", "infogan",
+            "lsgan", "munit", "pix2pix", "stargan", "wgan", "wgan_gp")
 
 
 @pytest.fixture(scope="module")
