@@ -48,8 +48,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
+COARSE_AS_CLASS = (0, 2, 1, 6)  # m(S0)'s background, hair, face, rest in the 7-class palette
+
+
 def render_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Label maps (N, H, W) -> the segmentation palette as images (N, 3, H, W) in [-1, 1]."""
+    """Label maps (N, H, W) -> the segmentation palette as images (N, 3, H, W) in [-1, 1]
+    (m(S0) maps through COARSE_AS_CLASS first)."""
     palette = torch.from_numpy(PALETTE).float().div(127.5).sub(1)
     return palette[maps.long().cpu()].permute(0, 3, 1, 2).contiguous()
 
