@@ -40,6 +40,23 @@ def config_differences(saved: dict, cfg: Any, ignore: tuple[str, ...] = (
             if k not in ignore and saved.get(k) != now.get(k)}
 
 
+def keep_rows_before(history: Path, step: int) -> None:
+    """Drop the loss rows a killed run wrote past its last checkpoint, or all of them when it
+    died before its first (and a line cut short by the kill), so the resumed run's rows follow
+    on without repeats."""
+    kept = []
+    for line in history.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("step", step) < step:
+            kept.append(line + "\n")
+    partial = history.with_name(f".{history.name}.tmp")  # a kill now leaves the old file
+    partial.write_text("".join(kept))
+    partial.replace(history)
+
+
 def prepare(family: str | type[Family], cfg: Any, data_path: Path | str) -> tuple:
     """(family class, dataset), every check done: options in range, data the family can use."""
     fam = get_family(family) if isinstance(family, str) else family
@@ -79,6 +96,8 @@ def train(family: str | type[Family], cfg: Any, data_path: Path | str, out_dir: 
     if world > 1:  # ranks resume from rank 0's checkpoint; each reseeds its own batch stream
         gen.manual_seed(cfg.seed + 1000 * rank + start)
     history = out_dir / "losses.jsonl"
+    if lead and history.exists():  # rows past the checkpoint (all, with none) are redone
+        keep_rows_before(history, start)
     t0, images_seen = time.perf_counter(), 0
     row: dict = {}
     for step in range(start, cfg.steps):

@@ -13,7 +13,15 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    DagsterRunStatus,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from pydantic import Field, create_model, field_validator
 
 from pipelines.assets.catalogue import packshot_store
@@ -172,6 +180,35 @@ def inception_net(config: EvaluationConfig):
     return inception_pool3(config.inception_weights) if config.inception_weights else None
 
 
+def training_run_dir(context: AssetExecutionContext, storage: StorageResource, name: str,
+                     cfg: Any) -> Path:
+    """The run folder, runs/<asset>/<run id[:8]>/. A re-execution of a run that did not succeed
+    (a killed or failed training step) goes back along its parents while they did not succeed
+    and continues in the first one's folder, from its checkpoint (training.loop.train resumes
+    exactly). A fresh run, a re-execution of a success, or a checkpoint trained with other
+    options (which the loop would refuse) trains from step 0 in this run's own folder."""
+    from training.checkpoint import checkpoint_config
+    from training.loop import config_differences
+
+    run = origin = context.dagster_run
+    while origin.parent_run_id:
+        parent = context.instance.get_run_by_id(origin.parent_run_id)
+        if parent is None or parent.status == DagsterRunStatus.SUCCESS:
+            break
+        origin = parent
+    own, folder = storage.layout.runs(name, run.run_id), storage.layout.runs(name, origin.run_id)
+    ckpt = folder / "checkpoint.pt"
+    if folder != own and ckpt.exists():
+        differences = config_differences(checkpoint_config(ckpt), cfg)
+        if differences:
+            context.log.info(f"{name}: not resuming {ckpt}, trained with other options "
+                             f"({', '.join(differences)}); training afresh in {own}")
+            return own
+        context.log.info(f"{name}: run {run.run_id[:8]} re-executes run "
+                         f"{origin.run_id[:8]}, which did not finish: resuming from {ckpt}")
+    return folder
+
+
 def train_and_register(context: AssetExecutionContext, storage: StorageResource,
                        mlflow: MLflowResource, config: GANAssetConfig, family: type[Family],
                        variant: str, cfg: Any) -> MaterializeResult:
@@ -185,7 +222,8 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
     data_name = (family.data_store if config.data == GANAssetConfig.model_fields["data"].default
                  else config.data)
     source = data_path(storage, data_name)
-    out_dir = storage.layout.runs(name, context.run_id)
+    # a re-execution after a killed step continues that run's folder from its checkpoint
+    out_dir = training_run_dir(context, storage, name, cfg)
     registered = f"fashion-{family.name.replace('_', '-')}"
     tags = {"family": family.name, "variant": variant, "dagster_run_id": context.run_id}
     with mlflow_run(name.replace("_", "-"), mlflow.tracking_uri, mlflow.artifact_root,
@@ -247,8 +285,10 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
             version = log_generator(model.sampler(), registered.removeprefix("fashion-"),
                                     int(version_tags["nz"]), version_tags,
                                     version_tags["latent"])
-    context.log.info(f"{name}: {summary['images_per_s']} images/s, registered {registered} "
-                     f"version {version}")
+    resumed = summary.get("resumed_from", 0)
+    context.log.info(f"{name}: {summary['images_per_s']} images/s, "
+                     f"{f'resumed from step {resumed}, ' if resumed else ''}"
+                     f"registered {registered} version {version}")
     last = sorted((out_dir / "samples").glob("*.png"))[-1]
     sheets = {"samples": grid([last], cols=1, cell=512),
               "loss_curves": grid([out_dir / "loss_curves.png"], cols=1, cell=640),
@@ -262,7 +302,8 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         **pictures,
         "mlflow_run_id": run.info.run_id,
         "model": f"{registered} version {version}",
-        "steps": summary["steps"], "images_per_s": summary["images_per_s"],
+        "steps": summary["steps"], "resumed_from": resumed,  # 0: trained from the start
+        "images_per_s": summary["images_per_s"],
         "wall_s": summary["wall_s"],
         "final_losses": MetadataValue.json(summary["final_losses"]),
         f"{family.name}_report": MetadataValue.json(family_metrics),
