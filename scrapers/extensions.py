@@ -9,6 +9,8 @@ from pathlib import Path
 
 from scrapy import signals
 
+from pipelines.processing.atomic import write_text_atomically
+
 
 class StatsFile:
     def __init__(self, crawler, path: str | None):
@@ -26,5 +28,5 @@ class StatsFile:
             return
         stats = dict(self.crawler.stats.get_stats())
         stats["finish_reason"] = reason
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        Path(self.path).write_text(json.dumps(stats, default=str, indent=1, sort_keys=True))
+        write_text_atomically(Path(self.path),
+                              json.dumps(stats, default=str, indent=1, sort_keys=True))

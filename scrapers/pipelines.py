@@ -5,11 +5,15 @@ A product that fails is dropped with its reason counted in the crawl stats under
 """
 
 import re
+from io import BytesIO
 
 from itemadapter import ItemAdapter
 from scrapy import Request
 from scrapy.exceptions import DropItem
+from scrapy.pipelines.files import FSFilesStore
 from scrapy.pipelines.images import ImagesPipeline
+
+from pipelines.processing.atomic import write_bytes_atomically
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -44,8 +48,23 @@ class ValidationPipeline:
         return item
 
 
+class AtomicFSFilesStore(FSFilesStore):
+    """Scrapy's file-system store, each image written to a temporary sibling and renamed into
+    place: a crawl that fetches an image again (expired, or a second crawl of the shop) while
+    another run's catalogue reads it never leaves it torn. Scrapy writes in place."""
+
+    def persist_file(self, path: str, buf: BytesIO, info, meta: dict | None = None,
+                     headers: dict | None = None) -> None:
+        absolute = self._get_filesystem_path(path)
+        self._mkdir(absolute.parent, info)
+        write_bytes_atomically(absolute, buf.getvalue())
+
+
 class ProductImagesPipeline(ImagesPipeline):
     """Packshot plus every model photo, original size, named by URL hash (dedup on disk)."""
+
+    STORE_SCHEMES = {**ImagesPipeline.STORE_SCHEMES, "": AtomicFSFilesStore,
+                     "file": AtomicFSFilesStore}
 
     def get_media_requests(self, item, info):
         a = ItemAdapter(item)

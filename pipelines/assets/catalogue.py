@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from pipelines.assets.previews import picture
 from pipelines.assets.scrape import raw_products
+from pipelines.processing.atomic import atomic_path, write_atomically
 from pipelines.processing.catalogue import (
     LABEL_COLUMNS,
     build_catalogue,
@@ -25,7 +26,6 @@ from pipelines.processing.catalogue import (
     out_of_vocabulary,
     packshot_arrays,
     read_catalogue,
-    write_atomically,
     write_catalogue,
 )
 from pipelines.processing.h5store import write_image_store
@@ -76,9 +76,12 @@ MAX_LOGGED_ROWS = 100  # dropped rows named in the log and the metadata; the rep
 MAX_DROPPED_ROWS = 10_000
 
 
+# Each asset here is its own concurrency pool (dagster.yaml's default limit: 1), so two runs
+# never rebuild the same files at once: the second waits (README, "Two runs at once").
 @asset(
     deps=[raw_products],
     group_name="catalogue",
+    pool="catalogue",
     description="Merge every crawl of every shop, dedup by id (first_seen/last_seen), translate "
                 "German attributes, square 256x256 packshots. Lands in catalogue/.",
 )
@@ -103,7 +106,8 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
                             f"rows in {paths['report']}")
     preview = grid([layout.catalogue_images / p for p in df["img_path"].head(32)], cols=8,
                    cell=96)
-    preview.save(layout.catalogue_preview, quality=85)
+    with atomic_path(layout.catalogue_preview) as tmp:
+        preview.save(tmp, "JPEG", quality=85)
     return MaterializeResult(metadata={
         "rows": len(df),
         "crawled_rows": res.n_crawled_rows,
@@ -121,7 +125,7 @@ def catalogue(context: AssetExecutionContext, config: CatalogueConfig,
     })
 
 
-@asset(deps=[catalogue], group_name="catalogue",
+@asset(deps=[catalogue], group_name="catalogue", pool="attribute_labels",
        description="One-hot 0/1 table: img_path + one column per `<column>_<value>` (42 "
                    "columns, as the thesis' `img_attr.csv`).")
 def attribute_labels(storage: StorageResource) -> MaterializeResult:
@@ -138,7 +142,7 @@ def attribute_labels(storage: StorageResource) -> MaterializeResult:
     })
 
 
-@asset(deps=[catalogue], group_name="catalogue",
+@asset(deps=[catalogue], group_name="catalogue", pool="dataset_splits",
        description="Seeded train/val/test split per (category, colour): 1% val, 1% test.")
 def dataset_splits(config: SplitConfig, storage: StorageResource) -> MaterializeResult:
     layout = storage.layout
@@ -159,7 +163,7 @@ class PackshotStoreConfig(Config):
     size: int = Field(64, ge=8, le=1024, description="packshot side in the training store")
 
 
-@asset(deps=[attribute_labels, dataset_splits], group_name="catalogue",
+@asset(deps=[attribute_labels, dataset_splits], group_name="catalogue", pool="packshot_store",
        description="The packshots at 64x64 for GAN training, with the one-hot attribute labels "
                    "and the split. datasets/packshots.h5")
 def packshot_store(config: PackshotStoreConfig, storage: StorageResource) -> MaterializeResult:

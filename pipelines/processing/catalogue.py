@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pipelines.processing.atomic import write_atomically
 from pipelines.processing.images import ImageError, load_rgb, render_packshot
 from pipelines.processing.translate import (
     COLUMNS,
@@ -286,24 +287,6 @@ def build_catalogue(raw_root: Path, out_dir: Path, size: int = 256,
     df["price"] = pd.to_numeric(df["price"], errors="coerce")
     result.catalogue = df
     return result
-
-
-def write_atomically(writers: dict[Path, Callable[[Path], object]]) -> None:
-    """Write each file through its writer to a temporary sibling, and rename them all into
-    place only once every one was written: a failure midway (a row Parquet cannot encode, a
-    full disk) leaves the previous set of files whole and removes the temporaries."""
-    tmps: dict[Path, Path] = {}
-    try:
-        for path, write in writers.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            write(tmps[path])
-    except BaseException:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
-        raise
-    for path, tmp in tmps.items():
-        os.replace(tmp, path)
 
 
 def write_catalogue(df: pd.DataFrame, out_dir: Path, report: dict | None = None

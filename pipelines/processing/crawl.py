@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines.processing.atomic import write_text_atomically
 from scrapers.shops import SHOPS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +117,11 @@ def run_crawl(shop: str, raw_dir: Path, start_urls: list[str] | None = None,
     if reason:
         raise CrawlError(f"scrapy crawl {shop} failed: {reason}\n--- stderr ---\n"
                          f"{proc.stderr[-2000:]}\n--- log {log_path} ---\n{tail}")
+    # the meta file marks the crawl finished: the catalogue reads only crawls that have one, so
+    # it never sees the items file Scrapy is still writing; written last, and atomically, so a
+    # catalogue rebuilt meanwhile never reads half of it
     meta = {"shop": shop, "crawled_at": now.isoformat(), "images_dir": "images"}
-    (raw_dir / "crawls" / f"{stamp}.meta.json").write_text(json.dumps(meta))
+    write_text_atomically(raw_dir / "crawls" / f"{stamp}.meta.json", json.dumps(meta))
     n_items = sum(1 for line in items_path.open(encoding="utf-8") if line.strip()) \
         if items_path.exists() else 0
     return CrawlResult(shop, now.isoformat(), items_path, stats_path, log_path, stats, n_items,

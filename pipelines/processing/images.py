@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from pipelines.processing.atomic import atomic_path
+
 
 class ImageError(OSError):
     """An image that could not be read or written; the message starts with its path."""
@@ -33,13 +35,10 @@ def render_packshot(src: Path, dst: Path, size: int = 256) -> None:
             im = im.resize((size, size), Image.Resampling.LANCZOS)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"{src}: {type(e).__name__}: {e}") from e
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(".tmp.jpg")
-    try:
-        im.save(tmp, "JPEG", quality=95, comment=key)
-        tmp.replace(dst)
+    try:  # atomically, under a name unique to this writer: a reader never sees half a JPEG
+        with atomic_path(dst) as tmp:
+            im.save(tmp, "JPEG", quality=95, comment=key)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ImageError(f"{dst}: {type(e).__name__}: {e}") from e
 
 

@@ -7,6 +7,7 @@
 import json
 from pathlib import Path
 
+from pipelines.processing.atomic import write_text_atomically
 from scrapers.demo_shop.server import DemoShop
 
 __all__ = ["DemoShop", "write_truth"]
@@ -21,5 +22,6 @@ def write_truth(shop: DemoShop, path: str | Path, masks: bool = False) -> Path:
         masks_dir = path.parent / f"{path.stem}_masks"
         masks_dir.mkdir(exist_ok=True)
     truth = shop.truth(masks_dir=masks_dir)
-    path.write_text(json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8")
+    # atomically: the detector and segmentation stages of another run may be reading it
+    write_text_atomically(path, json.dumps(truth, ensure_ascii=False, indent=1))
     return path

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from numbers import Integral
 from urllib.parse import parse_qs, urlparse
 
+from pipelines.processing.atomic import write_bytes_atomically
 from scrapers.demo_shop import draw
 from scrapers.demo_shop.catalog import CATEGORY_SLUGS, COLORS, Product, make_catalog
 
@@ -207,7 +208,7 @@ class DemoShop:
                 entry = {"url": base + url, "view": p.views[k], "box": draw.person_box(label)}
                 if masks_dir is not None:
                     name = f"{p.id}-{k}.png"
-                    (masks_dir / name).write_bytes(draw.png(label))
+                    write_bytes_atomically(masks_dir / name, draw.png(label))
                     entry["mask"] = name
                 entries.append(entry)
             out[p.id] = {"attributes": p.truth, "category_slug": p.category_slug,
