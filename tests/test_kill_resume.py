@@ -1,8 +1,10 @@
 """A training step killed mid-run, then the run re-executed from failure (what the UI's
-"Re-execute from failure" does): the new run continues in the killed run's folder from its last
-checkpoint, ends at the configured step count and registers the model. A real sqlite Dagster
-instance, the project's multiprocess executor (the step in its own process, SIGKILLed by the
-pid its STEP_START event records), a real MLflow store; nothing mocked."""
+"Re-execute from failure" does, here through `python -m pipelines.launch --from-failure`'s
+function): the new run continues in the killed run's folder from its last checkpoint, ends at
+the configured step count, registers the model and marks the killed attempt's MLflow run
+KILLED. A real sqlite Dagster instance, the project's multiprocess executor (the step in its
+own process, SIGKILLed by the pid its STEP_START event records), a real MLflow store; nothing
+mocked."""
 
 import json
 import os
@@ -29,6 +31,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 
 from pipelines.assets.training import ASSETS_BY_NAME, asset_config
 from pipelines.executors import multiprocess
+from pipelines.launch import reexecute_from_failure
 from pipelines.resources import MLflowResource, StorageResource
 from training.checkpoint import load_plain
 from training.loop import keep_rows_before
@@ -157,8 +160,16 @@ def test_a_killed_training_step_resumes_from_its_checkpoint_on_reexecution(
         print(f"killed at step {killed_at} after {time.monotonic() - t0:.1f} s")
 
         # the killed run's own config, as the UI's "Re-execute from failure" takes it
-        rerun, meta = reexecute(training_job, instance,
-                                ReexecutionOptions.from_failure(killed.run_id, instance))
+        result = reexecute_from_failure(killed.run_id, instance=instance,
+                                        recon_job=by_file(training_job))
+        assert result.success, failures(instance)
+        rerun = result.run_id
+        run = instance.get_run_by_id(rerun)
+        assert (run.parent_run_id, run.root_run_id) == (killed.run_id, killed.run_id)
+        assert run.tags["dagster/is_resume_retry"] == "true"
+        [event] = result.asset_materializations_for_node(ASSET)
+        meta = {k: v.value for k, v in event.metadata.items()}
+        logged = [e.user_message for e in instance.all_logs(rerun)]
         print(f"re-executed after {time.monotonic() - t0:.1f} s")
 
         # a re-execution of the run that succeeded trains afresh, in its own folder
@@ -180,6 +191,7 @@ def test_a_killed_training_step_resumes_from_its_checkpoint_on_reexecution(
     uri = f"sqlite:///{store}/mlflow/mlflow.db"
     client = mlflow.MlflowClient(uri)
     version = client.get_model_version("fashion-dcgan", "1")
+    version_run = client.get_run(version.run_id)
     assert meta["model"] == "fashion-dcgan version 1"
     assert version.run_id == meta["mlflow_run_id"]
     assert version.tags["dagster_run_id"] == rerun
@@ -188,6 +200,11 @@ def test_a_killed_training_step_resumes_from_its_checkpoint_on_reexecution(
     history = client.get_metric_history(version.run_id, metric)
     assert [m.step for m in history] == list(range(killed_at, STEPS))
     assert Path(meta["run_dir"]).name == killed.run_id[:8]
+    # the killed attempt's MLflow run, left RUNNING by its dead process, is KILLED now
+    [attempt] = client.search_runs([version_run.info.experiment_id],
+                                   f"tags.dagster_run_id = '{killed.run_id}'")
+    assert attempt.info.status == "KILLED" and attempt.info.end_time
+    assert any(attempt.info.run_id in m and "KILLED" in m for m in logged)
 
     for run_id, fresh in ((again, again_meta), (changed, changed_meta)):
         assert fresh["run_dir"] == str(run_dir.parent / run_id[:8])

@@ -6,13 +6,20 @@ CLI flag (training/cli.py generates them from the same dataclass, so the child t
 this config), read the job's JSON line back and log its losses.jsonl rows, so the caller sees
 the same summary and run folder as an in-process training. The frame's loop joins the process
 group itself (training.runtime.init_distributed: gloo on the CPU, nccl on GPUs).
+
+torchrun dies with the process that launched it (Linux: the parent-death signal SIGTERM, on
+which torchrun stops its workers) and runs in its own process group: a killed training step
+leaves no workers writing into the run folder that a re-execution resumes in.
 """
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +80,61 @@ def summary_from_output(stdout: str) -> dict:
     raise RuntimeError("torchrun's training printed no summary line")
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+STOP_TIMEOUT_S = 40  # torchrun gives its workers 30 s after SIGTERM before it SIGKILLs them
+
+
+@cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, resolved here and not in a forked child; None where there is none
+    (macOS, Windows)."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError):
+        return None
+    prctl.argtypes, prctl.restype = [ctypes.c_int, ctypes.c_ulong], ctypes.c_int
+    return prctl
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec_fn that has the child receive `sig` when the thread that starts it exits (the
+    launching process SIGKILLed included), so it cannot outlive it; None where prctl is missing.
+    A parent that died between fork and prctl is caught by comparing the parent pid."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(PR_SET_PDEATHSIG, sig) == 0 and os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM to the child's process group (torchrun then stops its workers, which it runs in
+    sessions of their own), SIGKILL to the group if it has not exited by `timeout`."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def train_torchrun(family: type[Family], cfg: Any, data: Path | str, out: Path | str,
                    nproc_per_node: int, nnodes: int = 1, rdzv_endpoint: str = "",
                    rdzv_id: str = "fashion-gan", profile: str = "demo",
                    log_metrics: Callable[[int, dict], None] | None = None,
                    log: Callable[[str], None] = print) -> dict:
     """Train under torchrun; the summary of its rank 0, its stderr in out/torchrun.log, and
-    every losses.jsonl row of this launch passed to log_metrics(step, row) afterwards."""
+    every losses.jsonl row of this launch passed to log_metrics(step, row) afterwards. torchrun
+    dies with this process and is stopped when the wait is interrupted (a terminated step)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     command = torchrun_command(family, cfg, data, out, nproc_per_node, nnodes, rdzv_endpoint,
@@ -91,13 +146,19 @@ def train_torchrun(family: type[Family], cfg: Any, data: Path | str, out: Path |
                                                        os.environ.get("PYTHONPATH")]))}
     stderr_log = out / "torchrun.log"
     with stderr_log.open("w") as err:
-        done = subprocess.run(command, cwd=CODE_ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=err, text=True)
-    if done.returncode != 0:
+        proc = subprocess.Popen(command, cwd=CODE_ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=err, text=True, process_group=0,
+                                preexec_fn=die_with_parent())
+        try:
+            stdout, _ = proc.communicate()
+        except BaseException:  # interrupted (Ctrl-C, a Dagster terminate): no orphans
+            stop_group(proc)
+            raise
+    if proc.returncode != 0:
         tail = "\n".join(stderr_log.read_text().splitlines()[-20:])
-        raise RuntimeError(f"torchrun exited with {done.returncode}; the end of "
+        raise RuntimeError(f"torchrun exited with {proc.returncode}; the end of "
                            f"{stderr_log}:\n{tail}")
-    summary = summary_from_output(done.stdout)
+    summary = summary_from_output(stdout)
     history = out / "losses.jsonl"
     if log_metrics and history.exists():
         for line in history.read_text().splitlines():

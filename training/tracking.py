@@ -58,6 +58,24 @@ def mlflow_run(run_name: str, tracking_uri: str | None = None, artifact_root: st
         yield run
 
 
+def end_killed_runs(client, dagster_run_ids: list[str], match: dict[str, str]) -> list[str]:
+    """Mark KILLED the MLflow runs that the Dagster runs `dagster_run_ids` opened (their
+    `dagster_run_id` tag) with `match`'s tags and left RUNNING: a killed process never ends its
+    run, which would otherwise show as running in the MLflow UI for ever. Returns their ids."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    ended = []
+    for dagster_run_id in dagster_run_ids:
+        for run in client.search_runs([experiment.experiment_id],
+                                      f"tags.dagster_run_id = '{dagster_run_id}' "
+                                      "and attributes.status = 'RUNNING'"):
+            if all(run.data.tags.get(k, "") == v for k, v in match.items()):
+                client.set_terminated(run.info.run_id, "KILLED")
+                ended.append(run.info.run_id)
+    return ended
+
+
 def log_generator(netG: torch.nn.Module, family: str, nz: int, tags: dict | None = None,
                   latent: str = "normal") -> str:
     """Log the generator as an MLflow model (pt2 export, which needs an input example: 4

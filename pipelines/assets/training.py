@@ -17,6 +17,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Config,
+    DagsterRun,
     DagsterRunStatus,
     MaterializeResult,
     MetadataValue,
@@ -53,7 +54,7 @@ from training.leaderboard import (
 )
 from training.lineage import lineage_tags
 from training.runtime import device as runtime_device
-from training.tracking import log_generator, log_translator, mlflow_run
+from training.tracking import end_killed_runs, log_generator, log_translator, mlflow_run
 from training.translation_metrics import evaluate_translator
 
 GENERATOR_KINDS = ("sampler", "conditional")
@@ -180,6 +181,18 @@ def inception_net(config: EvaluationConfig):
     return inception_pool3(config.inception_weights) if config.inception_weights else None
 
 
+def unfinished_parents(context: AssetExecutionContext) -> list[DagsterRun]:
+    """This run's parents, nearest first, back while they did not succeed: the runs whose killed
+    or failed step a re-execution takes over."""
+    parents, run = [], context.dagster_run
+    while run.parent_run_id:
+        parent = context.instance.get_run_by_id(run.parent_run_id)
+        if parent is None or parent.status == DagsterRunStatus.SUCCESS:
+            break
+        parents.append(run := parent)
+    return parents
+
+
 def training_run_dir(context: AssetExecutionContext, storage: StorageResource, name: str,
                      cfg: Any) -> Path:
     """The run folder, runs/<asset>/<run id[:8]>/. A re-execution of a run that did not succeed
@@ -190,12 +203,8 @@ def training_run_dir(context: AssetExecutionContext, storage: StorageResource, n
     from training.checkpoint import checkpoint_config
     from training.loop import config_differences
 
-    run = origin = context.dagster_run
-    while origin.parent_run_id:
-        parent = context.instance.get_run_by_id(origin.parent_run_id)
-        if parent is None or parent.status == DagsterRunStatus.SUCCESS:
-            break
-        origin = parent
+    run = context.dagster_run
+    origin = [run, *unfinished_parents(context)][-1]
     own, folder = storage.layout.runs(name, run.run_id), storage.layout.runs(name, origin.run_id)
     ckpt = folder / "checkpoint.pt"
     if folder != own and ckpt.exists():
@@ -228,6 +237,13 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
     tags = {"family": family.name, "variant": variant, "dagster_run_id": context.run_id}
     with mlflow_run(name.replace("_", "-"), mlflow.tracking_uri, mlflow.artifact_root,
                     tags) as run:
+        # the MLflow runs of the killed attempts this re-execution takes over never ended
+        killed = end_killed_runs(mlflow_lib.MlflowClient(),
+                                 [r.run_id for r in unfinished_parents(context) if r.is_finished],
+                                 {"family": family.name, "variant": variant})
+        if killed:
+            context.log.info(f"{name}: marked the MLflow run(s) {', '.join(killed)} that the "
+                             "killed attempt(s) left running as KILLED")
         mlflow_lib.log_params({**dataclasses.asdict(cfg), "data": data_name,
                                "latent": family.latent})
         summary = run_training(family, cfg, source, out_dir, config.nproc_per_node,
