@@ -13,10 +13,12 @@ inputs at most, seed 0, in the attribute classifier's space).
 paired_images asset does) when it is missing. Runs already in --out are only read again. Prints
 the CPU, one line per setting and seed, then per family a markdown table of its declared
 measures (mean over the seeds, ± half the spread; the main measure's cell in bold, arrows for
-lower/higher is better) and wall seconds, and per edit (StarGAN, Fader, the colour edits,
-CycleGAN between sleeve lengths) its success beside chance (1 / the classifier's values of the
-column) and beside the unedited inputs' rate (the same measure on the untouched inputs: what
-an edit that does nothing scores). Writes results.json and the report sheets beside the runs.
+lower/higher is better) and wall seconds, under each paired setting the mean target image
+answered to every input (L1, PSNR, SSIM of a translator that ignores its input), and per edit
+(StarGAN, Fader, the colour edits, CycleGAN between sleeve lengths) its success beside chance
+(1 / the classifier's values of the column) and beside the unedited inputs' rate (the same
+measure on the untouched inputs: what an edit that does nothing scores). Writes results.json
+and the report sheets beside the runs.
 """
 
 import argparse
@@ -74,6 +76,19 @@ class Unchanged(nn.Module):
         return x
 
 
+class MeanImage(nn.Module):
+    """A translator that answers every input with one image (the mean of the real target-domain
+    images): the L1, PSNR and SSIM a paired translator must beat to carry anything of its
+    input (the demo's plain backgrounds alone score well on them)."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.register_buffer("image", image)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        return self.image.expand(len(x), -1, -1, -1)
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -108,6 +123,16 @@ def edit_baselines(model: Family, classifier, values: dict[str, list[str]]) -> d
                 "column": edit.column, "chance": round(1 / len(values[edit.column]), 5),
                 "unedited": unedited[f"edit_success_{edit.name}"]}
     return out
+
+
+def mean_image_baseline(model: Family) -> dict[str, float]:
+    """evaluate_translator's l1, psnr and ssim of MeanImage (the mean of the evaluation set's
+    reference images) against the paired targets; {} for a translator without targets."""
+    ev = model.evaluation_set(EVAL_SAMPLES, EVAL_SEED)
+    if ev.get("targets") is None:
+        return {}
+    net = MeanImage(ev["reference"].float().mean(0, keepdim=True))
+    return evaluate_translator(net, ev["inputs"], targets=ev["targets"])
 
 
 def stores(args: argparse.Namespace) -> dict[str, Path]:
@@ -160,6 +185,10 @@ def run(name: str, seed: int, args: argparse.Namespace, data_files: dict[str, Pa
         summary["config"] = asdict(cfg)
         summary_file.write_text(json.dumps(summary))
     summary = json.loads(summary_file.read_text())
+    if "mean_image" not in summary:  # also for runs scored before the baseline was added
+        data = open_dataset(source, **family.data_options(cfg))
+        summary["mean_image"] = mean_image_baseline(family.restore(cfg, data, out))
+        summary_file.write_text(json.dumps(summary))
     images = args.out / "images"
     images.mkdir(parents=True, exist_ok=True)
     for png in ("translation.png", "recolour.png"):
@@ -171,7 +200,7 @@ def run(name: str, seed: int, args: argparse.Namespace, data_files: dict[str, Pa
           + f", wall {summary['wall_s']} s", flush=True)
     return {"scores": scores, "baselines": summary["baselines"],
             "declared": summary["declared"], "wall_s": summary["wall_s"],
-            "train_s": summary["train_s"]}
+            "train_s": summary["train_s"], "mean_image": summary["mean_image"]}
 
 
 def cell(values: list[float], digits: int) -> str:
@@ -198,10 +227,16 @@ def family_table(family: str, results: list[dict]) -> list[str]:
         for m in columns:
             text = cell([row["scores"].get(m) for row in rows], TITLES.get(m, (m, 3, ""))[1])
             cells.append(f"**{text}**" if m == main and text != "–" else text)
-        n_test = cell([row["scores"].get("n_test") for row in rows], 0)
+        n_test = "/".join(dict.fromkeys(f"{row['scores'].get('n_test', 0):.0f}"
+                                        for row in rows))
         lines.append(f"| {r['setting']} | {len(rows)} | {n_test} | {' | '.join(cells)} | "
                      f"{cell([row['train_s'] for row in rows], 0)} | "
                      f"{cell([row['wall_s'] for row in rows], 0)} |")
+        if rows[0].get("mean_image"):  # the constant answer a paired translator must beat
+            base = [cell([row["mean_image"].get(m) for row in rows],
+                         TITLES.get(m, (m, 3, ""))[1]) for m in columns]
+            lines.append(f"| {r['setting']}: mean image | {len(rows)} | {n_test} | "
+                         f"{' | '.join(base)} | – | – |")
     return lines
 
 
