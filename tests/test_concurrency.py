@@ -13,9 +13,11 @@ code), overlapping in time:
 - two runs of the same asset: the second waits for the first through the asset's pool, one run
   under the multiprocess executor (its step in a process of its own), one in-process.
 - the writers replace a file instead of rewriting it: a reader that opened the old file still
-  reads it whole.
+  reads it whole (crawl, catalogue, front_model_images, the leaderboards, the robustness sweep).
+- every asset is in a pool: training steps in `gpu`, every other asset in its own.
 """
 
+import contextlib
 import io
 import json
 import multiprocessing
@@ -54,7 +56,7 @@ from pipelines.assets.catalogue import (
 from pipelines.assets.scrape import raw_products
 from pipelines.processing.atomic import write_atomically, write_text_atomically
 from pipelines.processing.images import decodes
-from pipelines.resources import CrawlResource, StorageResource
+from pipelines.resources import CrawlResource, MLflowResource, StorageResource
 from scrapers.demo_shop import DemoShop, write_truth
 from training.paths import REPO_ROOT
 
@@ -365,22 +367,40 @@ def test_two_runs_of_the_same_asset_take_turns(home):
     assert unreadable(store) == []
 
 
-def test_writers_replace_files_instead_of_rewriting_them(tmp_path):
+def test_writers_replace_files_instead_of_rewriting_them(tmp_path, colour_store):
     """A reader that opened the old file (another run's catalogue, detector, segmentation)
     reads it whole after a writer replaced it; an in-place rewrite would truncate it under
     the reader. Temporaries are unique per writer and none is left."""
+    import mlflow
     from scrapy.utils.test import get_crawler
 
+    from pipelines.assets.model_images import FrontViewConfig, front_model_images
+    from pipelines.assets.training import LeaderboardConfig, gan_leaderboard
+    from scrapers.demo_shop import draw
     from scrapers.pipelines import ProductImagesPipeline
+    from training.classifier import ClassifierResult, save_classifier
+    from training.models.classifier import AttributeClassifier
+    from training.models.dcgan import define_G
+    from training.paths import StoreLayout
+    from training.robustness import RobustnessResult, write_robustness
+    from training.tracking import log_generator, mlflow_run
+    from training.translator_board import translator_board
 
     old = b"old content, long enough to notice a truncation" * 100
 
-    def reads_old_whole(path: Path, rewrite) -> bool:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(old)
-        with path.open("rb") as reader:
+    def reads_old_whole(paths: Path | list[Path], rewrite) -> bool:
+        """Every path's old content is read whole through a reader opened before `rewrite`,
+        and every path holds new content after it."""
+        paths = [paths] if isinstance(paths, Path) else paths
+        with contextlib.ExitStack() as stack:
+            readers = []
+            for path in paths:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(old)
+                readers.append(stack.enter_context(path.open("rb")))
             rewrite()
-            return reader.read() == old and path.read_bytes() != old
+            return all(r.read() == old and p.read_bytes() != old
+                       for r, p in zip(readers, paths, strict=True))
 
     images = ProductImagesPipeline.from_crawler(
         get_crawler(settings_dict={"IMAGES_STORE": str(tmp_path / "images")}))
@@ -398,7 +418,79 @@ def test_writers_replace_files_instead_of_rewriting_them(tmp_path):
     assert reads_old_whole(meta, lambda: write_text_atomically(meta, "{}"))
     table = tmp_path / "catalogue" / "catalogue.csv"
     assert reads_old_whole(table, lambda: write_atomically({table: lambda p: p.write_text("a")}))
-    assert not list(tmp_path.rglob("*.tmp"))
+
+    # front_model_images through Dagster: its choice (Parquet) and clusters preview, on a
+    # catalogue of 6 demo products' model photos
+    layout = StoreLayout(tmp_path / "store")
+    shop, rows = DemoShop(n_products=6, seed=0), []
+    for product in shop.products:
+        urls = shop.image_urls(product)[1]
+        paths = [f"raw/demo/images/full/{product.id}-{k}.jpg" for k in range(len(urls))]
+        for k, rel in enumerate(paths):
+            (layout.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (layout.root / rel).write_bytes(draw.jpeg(draw.model_photo(product, k)[0]))
+        rows.append({"id": product.id, "model_img_urls": urls, "model_img_paths": paths})
+    layout.catalogue_dir.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(layout.catalogue_dir / "catalogue.parquet")
+    storage = StorageResource(root=str(layout.root))
+    assert reads_old_whole([layout.front_model_images, layout.clusters_preview],
+                           lambda: materialize([front_model_images], resources={
+                               "storage": storage}, run_config={"ops": {"front_model_images": {
+                                   "config": FrontViewConfig(k=2, workers=1).model_dump()}}}))
+    assert len(pd.read_parquet(layout.front_model_images)) == 6
+
+    # the robustness sweep's csv, md and curves (a table as sweep_registered leaves it)
+    sweep = pd.DataFrame([{"model": "fashion-classifier-conv v1", "attack": attack, "eps": eps,
+                           "head": head, "accuracy": 0.9 - eps}
+                          for attack in ("fgsm", "pgd") for eps in (0.0, 0.1)
+                          for head in ("color", "mean")])
+    timings = pd.DataFrame([{"model": "fashion-classifier-conv v1", "data": "packshots",
+                             "images": 8, "sweep_s": 0.1}])
+    out = layout.evaluation_dir
+    assert reads_old_whole([out / f"robustness.{e}" for e in ("csv", "md", "png")],
+                           lambda: write_robustness(RobustnessResult(sweep, timings), out))
+    assert (out / "robustness.png").read_bytes().startswith(b"\x89PNG")
+
+    # the leaderboards, on a registry holding one untrained DCGAN (nothing trains here): the
+    # translators' table (empty: no translator registered) and gan_leaderboard through Dagster
+    uri, artifacts = f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "artifacts")
+    assert reads_old_whole([out / "translators.md", out / "translators.csv"],
+                           lambda: translator_board(mlflow.MlflowClient(uri), out))
+    with mlflow_run("register", uri, artifacts):
+        log_generator(define_G(16, 8), "dcgan", 16, {"variant": "baseline", "kind": "sampler"})
+    save_classifier(ClassifierResult(AttributeClassifier({"color": 2}, width=4),
+                                     {"color": ["black", "white"]}, {}, 0.0),
+                    layout.attribute_classifier, width=4)
+    layout.packshots.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(colour_store, layout.packshots)
+    board = [out / "leaderboard.md", out / "leaderboard.csv", out / "champions.png"]
+    assert reads_old_whole(board, lambda: materialize([gan_leaderboard], resources={
+        "storage": storage, "mlflow": MLflowResource(tracking_uri=uri, artifact_root=artifacts)},
+        run_config={"ops": {"gan_leaderboard": {"config": LeaderboardConfig(
+            samples=10).model_dump()}}}))
+    assert "| dcgan" in board[0].read_text(encoding="utf-8")
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+def test_every_asset_writing_the_store_is_in_a_pool():
+    """Every asset writes the store, so two materialisations of one must never overlap: a
+    training step is in the shared `gpu` pool, every other asset in a pool of its own name
+    (dagster.yaml gives each a limit of 1). An asset added without one fails here."""
+    from dagster import AssetsDefinition
+
+    from pipelines.assets.pools import POOL, TRAINING_TAG
+    from pipelines.definitions import defs
+
+    assets = [a for a in defs.assets if isinstance(a, AssetsDefinition) and a.is_executable]
+    assert len(assets) > 40  # every family's asset is here, not only the light ones
+    wrong = {}
+    for asset_def in assets:
+        name = asset_def.key.path[-1]
+        training = asset_def.op.tags.items() >= TRAINING_TAG.items()
+        if asset_def.op.pool != (POOL if training else name):
+            wrong[name] = asset_def.op.pool
+    assert wrong == {}, f"assets without their pool (expected gpu for training, else the " \
+                        f"asset's name): {wrong}"
 
 
 def test_start_urls_are_checked_before_any_crawl():

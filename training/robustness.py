@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipelines.processing.atomic import write_atomically
+
 EPS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 ATTACKS = ("fgsm", "fgsm_garment", "pgd")
 MISSING = -1
@@ -343,10 +345,11 @@ def wide(table: pd.DataFrame, head: str = "mean") -> pd.DataFrame:
 
 
 def curves_png(table: pd.DataFrame, path: Path | str, title: str = "",
-               cols: int | None = None) -> Path:
+               cols: int | None = None, fmt: str | None = None) -> Path:
     """Accuracy against ε, one panel per attack (`cols` a row, default all in one row; 1 for
     the narrow asset page): a line per model (the mean over heads) when the table has a
-    `model` column, else a line per head (the mean bold)."""
+    `model` column, else a line per head (the mean bold). `fmt` (default: `path`'s suffix)
+    lets an atomic writer draw to its `.tmp` temporary."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -383,8 +386,10 @@ def curves_png(table: pd.DataFrame, path: Path | str, title: str = "",
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110, format=fmt)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -585,10 +590,15 @@ def write_robustness(result: RobustnessResult, out_dir: Path | str) -> dict[str,
     sweep times) and robustness.png (the curves, one panel a row) in out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out_dir / "robustness.csv", "md": out_dir / "robustness.md"}
-    result.table.to_csv(paths["csv"], index=False)
-    paths["md"].write_text(robustness_markdown(result.table) + "\n\n"
-                           + result.timings.to_markdown(index=False) + "\n")
-    paths["png"] = curves_png(result.table, out_dir / "robustness.png",
-                              "accuracy against ε (mean over heads)", cols=1)
+    paths = {"csv": out_dir / "robustness.csv", "md": out_dir / "robustness.md",
+             "png": out_dir / "robustness.png"}
+    text = (robustness_markdown(result.table) + "\n\n"
+            + result.timings.to_markdown(index=False) + "\n")
+    # one set, renamed into place once all three are written: another run reading them sees
+    # the old sweep or the new one, never half a file or a table beside another sweep's curves
+    write_atomically({
+        paths["csv"]: lambda p: result.table.to_csv(p, index=False),
+        paths["md"]: lambda p: p.write_text(text, encoding="utf-8"),
+        paths["png"]: lambda p: curves_png(result.table, p, "accuracy against ε (mean over heads)",
+                                           cols=1, fmt="png")})
     return paths

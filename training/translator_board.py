@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.processing.atomic import write_atomically
+
 # the measures of evaluate_translator, in the table's order, with short headers and formats
 MEASURES = ["l1", "psnr", "ssim", "frechet_distance", "identity_l1", "edit_success",
             "preservation", "diversity"]
@@ -120,12 +122,14 @@ def translator_board(client, out_dir: Path | str, max_versions: int = 20,
                      log: Callable[[str], None] | None = None
                      ) -> tuple[pd.DataFrame, dict[str, int], str]:
     """The table, the champions (aliases set) and the markdown, written as
-    out_dir/translators.md and translators.csv."""
+    out_dir/translators.md and translators.csv (atomically: another run may be reading them)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = translator_rows(client, max_versions, log)
     champions = set_translator_champions(client, table)
     text = translator_markdown(table, champions)
-    (out_dir / "translators.md").write_text(text + "\n")
-    table.to_csv(out_dir / "translators.csv", index=False)
+    # both renamed into place once both are written: a reader never sees half a table
+    write_atomically({
+        out_dir / "translators.md": lambda p: p.write_text(text + "\n", encoding="utf-8"),
+        out_dir / "translators.csv": lambda p: table.to_csv(p, index=False)})
     return table, champions, text

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from pipelines.assets.catalogue import catalogue
 from pipelines.assets.pools import POOL, TRAINING_TAG
 from pipelines.assets.previews import picture
+from pipelines.processing.atomic import write_atomically
 from pipelines.processing.catalogue import read_catalogue
 from pipelines.processing.demo_truth import (
     annotated_photos,
@@ -112,7 +113,7 @@ class CropConfig(Config):
                                          "(0-1)")
 
 
-@asset(deps=[catalogue], group_name="model_images",
+@asset(deps=[catalogue], group_name="model_images", pool="front_model_images",
        description="K-means over model-photo features; per product the photo nearest the "
                    "automatically chosen front full-body cluster. `model_images/*.parquet`")
 def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
@@ -130,8 +131,6 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
         {**photos.iloc[i][["id", "image_path", "image_url"]].to_dict(), "cluster": c,
          "distance": d} for i, c, d in best.values()]).sort_values("id").reset_index(drop=True)
     out = layout.front_model_images
-    out.parent.mkdir(parents=True, exist_ok=True)
-    chosen.to_parquet(out, index=False)
     # preview: per cluster (front first), the photos nearest its centre
     x = model.embed(named, coarse)
     order = [model.front_cluster] + [c for c in range(model.kmeans.n_clusters)
@@ -141,7 +140,10 @@ def front_model_images(context: AssetExecutionContext, config: FrontViewConfig,
         d = np.linalg.norm(x - model.kmeans.cluster_centers_[c], axis=1)
         preview += [layout.file(photos["image_path"][i]) for i in np.argsort(d)[:8]]
     sheet = grid(preview, cols=8, cell=72)
-    sheet.save(layout.clusters_preview, quality=85)
+    # one set, renamed into place together: another run's person_crops or segmentation_store
+    # reads the old choice or the new one, never half a Parquet file
+    write_atomically({out: lambda p: chosen.to_parquet(p, index=False),
+                      layout.clusters_preview: lambda p: sheet.save(p, "JPEG", quality=85)})
     labels = model.kmeans.labels_
     metadata = {
         "products": len(chosen),
@@ -218,7 +220,7 @@ def person_detector(context: AssetExecutionContext, config: DetectorConfig,
     return MaterializeResult(metadata=metadata)
 
 
-@asset(deps=[front_model_images, person_detector], group_name="model_images",
+@asset(deps=[front_model_images, person_detector], group_name="model_images", pool="person_crops",
        description="The person in each front photo: highest-scoring Faster R-CNN box + margin, "
                    "padded square, 64x64. datasets/person_crops.h5")
 def person_crops(context: AssetExecutionContext, config: CropConfig,

@@ -52,7 +52,7 @@ class SegmentationConfig(Config):
         return value
 
 
-@asset(deps=[front_model_images], group_name="segmentation",
+@asset(deps=[front_model_images], group_name="segmentation", pool="segmentation_store",
        description="Each chosen front photo's 7-class person mask as a 1-channel uint8 label "
                    "map (+ image, + 8x8 coarse map) in chunked, compressed HDF5. "
                    "datasets/segmentation.h5")

@@ -29,6 +29,7 @@ from pipelines.assets.catalogue import packshot_store
 from pipelines.assets.model_images import person_crops
 from pipelines.assets.pools import POOL, TRAINING_TAG
 from pipelines.assets.previews import picture
+from pipelines.processing.atomic import write_atomically
 from pipelines.processing.images import grid, markdown_image
 from pipelines.resources import MLflowResource, StorageResource
 from training.classifier import register_attribute_classifier, save_classifier, train_classifier
@@ -407,6 +408,7 @@ def leaderboard_metrics(table, champions: dict[str, int]) -> dict[str, float]:
 
 
 @asset(deps=[attribute_classifier, *family_assets], group_name="evaluation",
+       pool="gan_leaderboard",
        description="Every registered generator (fashion-*) loaded from MLflow and scored with "
                    "the same metrics, once per (version, classifier, data): scores are kept "
                    "in evaluation/scores.parquet, so a run pays only for new versions. Alias "
@@ -435,9 +437,22 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
             classifier_name=judge.name)
         champions = set_champions(client, table)
         text = markdown(table, champions)
-        (out_dir / "leaderboard.md").write_text(text + "\n")
-        table.to_csv(out_dir / "leaderboard.csv", index=False)
-        champions_file = champion_grid(client, champions, None, out_dir / "champions.png")
+
+        def draw_champions(tmp: Path) -> None:
+            # champion_grid picks the format by the suffix: it draws beside the temporary
+            drawn = tmp.with_name(tmp.name + ".png")
+            try:
+                champion_grid(client, champions, None, drawn).replace(tmp)
+            finally:
+                drawn.unlink(missing_ok=True)
+
+        # one set, renamed into place together once all three are written: a reader (or the
+        # next leaderboard run) sees the old board or the new one, never half a file
+        champions_file = out_dir / "champions.png"
+        write_atomically({
+            out_dir / "leaderboard.md": lambda p: p.write_text(text + "\n", encoding="utf-8"),
+            out_dir / "leaderboard.csv": lambda p: table.to_csv(p, index=False),
+            champions_file: draw_champions})
         for path in (out_dir / "leaderboard.md", out_dir / "leaderboard.csv", champions_file):
             mlflow_lib.log_artifact(str(path))
         mlflow_lib.log_metrics({"versions_scored": counts["scored"],

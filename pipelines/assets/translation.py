@@ -46,7 +46,7 @@ def preview_pairs(path, n: int = PREVIEW_PAIRS):
     return array_grid([*a, *b], cols=max(1, len(rows)))
 
 
-@asset(deps=[packshot_store, person_crops], group_name="training",
+@asset(deps=[packshot_store, person_crops], group_name="training", pool="paired_images",
        description="Each product's 64x64 packshot (a) beside its person crop (b), joined by "
                    "product id, with the labels and splits (at least min_test test pairs): "
                    "what every image-to-image translator trains on. datasets/paired_images.h5")
@@ -99,7 +99,7 @@ TRANSLATOR_ASSETS = [asset_name(family, variant) for family in load_families().v
                      for variant in (family.variants or {"": {}})]
 
 
-@asset(deps=TRANSLATOR_ASSETS, group_name="evaluation",
+@asset(deps=TRANSLATOR_ASSETS, group_name="evaluation", pool="translator_leaderboard",
        description="The second leaderboard table: every registered translator (kind "
                    "translator) with the measures its run recorded on the test split (L1, "
                    "PSNR, SSIM, FD in the classifier's space, edit success, preservation, "
