@@ -41,7 +41,6 @@ on the GPU.
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from pipelines.processing.h5store import write_image_store  # noqa: E402
 from training.classic import gradient_penalty, target_size  # noqa: E402
 from training.datasets import H5ImageDataset  # noqa: E402
@@ -80,16 +80,6 @@ def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
-
-def cpu_model() -> str:
-    """The "model name" line of /proc/cpuinfo (else what the platform says)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n_max: int = 2048,
@@ -140,6 +130,53 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def matmul_peaks(device: torch.device) -> dict:
+    """{"fp32"|"bf16": {"gflops", "n"}}: the matrix-product peaks every speed figure is read
+    against, measured in the same run."""
+    peak = {}
+    for key, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        gflops, n = matmul_peak_gflops(device, dtype)
+        peak[key] = {"gflops": round(gflops, 1), "n": n}
+    return peak
+
+
+def machine_line(where: dict, peak: dict) -> str:
+    """The machine and its peaks as the two lines that head a speed table."""
+    bf16 = {True: "yes", False: "no"}.get(where["native_bf16"], "unknown")
+    return (f"{where['cpu']}: {where['cpu_count']} cores, {where['cpu_capability']}, native "
+            f"bf16 {bf16}; torch {where['torch']}, {where['torch_threads']} threads, "
+            f"{where['device']}{', ' + where['gpu'] if 'gpu' in where else ''}; load average "
+            f"{where['load_average_1m']} at start\nmatmul peak: "
+            f"{peak['fp32']['gflops']:.0f} GFLOP/s fp32 (n = {peak['fp32']['n']}), "
+            f"{peak['bf16']['gflops']:.0f} GFLOP/s bf16 (n = {peak['bf16']['n']})")
+
+
+def speed_table_head(lead: list[str], native: bool, also_fp32: bool) -> str:
+    """The markdown head of an ours-against-plain table, after the `lead` columns (with the
+    note that ours trains in fp32 where bf16 is not native)."""
+    note = "" if native else ("note: no native bf16 here, so the frame's default (bf16 where "
+                              "native) trains ours in fp32\n\n")
+    ours = "bf16" if native else "fp32 (no native bf16)"
+    head = [*lead, f"ours, {ours} + channels_last, images/s"]
+    if also_fp32:
+        head.append("ours, fp32 + channels_last, images/s")
+    head += ["plain, fp32 + DataLoader, images/s", "ours / plain"]
+    if also_fp32:
+        head.append("ours fp32 / plain")
+    return note + "| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|"
+
+
+def speed_table_row(lead: list[str], row: dict, also_fp32: bool) -> str:
+    """One measured row of that table."""
+    cells = [*lead, cell(row["ours_images_per_s"])]
+    if also_fp32:
+        cells.append(cell(row["ours_fp32_images_per_s"]))
+    cells += [cell(row["plain_images_per_s"]), cell(row["ratio"], "x")]
+    if also_fp32:
+        cells.append(cell(row["ratio_fp32"], "x"))
+    return "| " + " | ".join(cells) + " |"
 
 
 # ----- the data -----------------------------------------------------------------------------
@@ -519,50 +556,26 @@ def main() -> None:
                      f"{args.batch_size}")
         files = write_files(store, work / "files", args.image_format)
         where = machine(device)
-        peak = {}
-        for key, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            gflops, n = matmul_peak_gflops(device, dtype)
-            peak[key] = {"gflops": round(gflops, 1), "n": n}
+        peak = matmul_peaks(device)
         settings = {"steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size,
                     "width": args.width, "nz": 62,
                     "data": str(args.data or f"synthetic, {len(store)} images of 64x64"),
                     "image_format": args.image_format, "loader_workers": 2,
                     "persistent_workers": True}
-        bf16 = {True: "yes", False: "no"}.get(where["native_bf16"], "unknown")
-        print(f"{where['cpu']}: {where['cpu_count']} cores, {where['cpu_capability']}, native "
-              f"bf16 {bf16}; torch {where['torch']}, "
-              f"{where['torch_threads']} threads, {where['device']}"
-              f"{', ' + where['gpu'] if 'gpu' in where else ''}; load average "
-              f"{where['load_average_1m']} at start\nmatmul peak: "
-              f"{peak['fp32']['gflops']:.0f} GFLOP/s fp32 (n = {peak['fp32']['n']}), "
-              f"{peak['bf16']['gflops']:.0f} GFLOP/s bf16 (n = {peak['bf16']['n']})\n"
+        print(f"{machine_line(where, peak)}\n"
               f"batch {args.batch_size}, ngf = ndf = {args.width}, nz 62, {args.steps} timed "
               f"steps (runs of {args.warmup} and {args.warmup + args.steps}); "
               f"{settings['data']}, plain loop from {args.image_format.upper()} files\n",
               flush=True)
-        if not where["native_bf16"]:
-            print("note: no native bf16 here, so the frame's default (bf16 where native) "
-                  "trains ours in fp32\n", flush=True)
-        ours = "bf16" if where["native_bf16"] else "fp32 (no native bf16)"
-        head = ["family", "backbone", "px", f"ours, {ours} + channels_last, images/s"]
-        if args.also_fp32:
-            head.append("ours, fp32 + channels_last, images/s")
-        head += ["plain, fp32 + DataLoader, images/s", "ours / plain"]
-        if args.also_fp32:
-            head.append("ours fp32 / plain")
-        print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|", flush=True)
+        print(speed_table_head(["family", "backbone", "px"], where["native_bf16"],
+                               args.also_fp32), flush=True)
         rows = []
         for backbone in args.backbones:
             for name in args.families:
                 row = measure(name, backbone, args, store, data_path, files, work, device)
                 rows.append(row)
-                cells = [name, backbone, str(row["image_size"]), cell(row["ours_images_per_s"])]
-                if args.also_fp32:
-                    cells.append(cell(row["ours_fp32_images_per_s"]))
-                cells += [cell(row["plain_images_per_s"]), cell(row["ratio"], "x")]
-                if args.also_fp32:
-                    cells.append(cell(row["ratio_fp32"], "x"))
-                print("| " + " | ".join(cells) + " |", flush=True)
+                print(speed_table_row([name, backbone, str(row["image_size"])], row,
+                                      args.also_fp32), flush=True)
         where["load_average_1m_end"] = round(os.getloadavg()[0], 2)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,6 @@ catalogue_job). Quality figures do not depend on the machine's load; the wall ti
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.gan_replication import mean_sd  # noqa: E402
+from benchmarks.machine import cpu_model  # noqa: E402
 from training.classifier import load_classifier, save_classifier, train_classifier  # noqa: E402
 from training.datasets import H5ImageDataset, open_dataset  # noqa: E402
 from training.evaluation import evaluate_generator  # noqa: E402
@@ -59,15 +59,6 @@ def real_coverage(data: H5ImageDataset, classifier, values: dict) -> float:
     return mode_coverage(predicted["category"], predicted["color"],
                          len(values["category"]), len(values["color"]))
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def summary_table(rows: list[dict]) -> str:

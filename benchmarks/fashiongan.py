@@ -20,7 +20,6 @@ seeds, ± half the spread when several) and writes results.json beside the runs.
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from training.family import get_family  # noqa: E402
 from training.loop import train  # noqa: E402
 
@@ -53,15 +53,6 @@ COLUMNS = (("body_miou", "body mIoU", 3), ("body_miou_real", "parser on photos",
            ("fd_stage1", "FD stage 1", 1), ("fd_stage2", "FD stage 2", 1),
            ("wall_s", "wall s", 0))
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(name: str, seed: int, args: argparse.Namespace) -> dict:

@@ -14,7 +14,6 @@ as the `description_encoder` asset trains; held-out accuracy per head.
 
 import argparse
 import io
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from pipelines.processing.segmentation import CLASS_NAMES, crop_person  # noqa: E402
 from scrapers.demo_shop.catalog import make_catalog  # noqa: E402
 from scrapers.demo_shop.draw import jpeg, model_photo  # noqa: E402
@@ -41,16 +41,6 @@ from training.human_parser import (  # noqa: E402
     torch_threads,
     train_parser,
 )
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -87,9 +87,12 @@ from benchmarks.classic_speed import (  # noqa: E402
     cell,
     images_per_s,
     machine,
-    matmul_peak_gflops,
+    machine_line,
+    matmul_peaks,
     ours_wall,
     ratio,
+    speed_table_head,
+    speed_table_row,
     synchronize,
     write_files,
 )
@@ -425,15 +428,9 @@ def bf16_check(family: str, args: argparse.Namespace, data_path: Path, work: Pat
 
 
 def header(where: dict, peak: dict, args: argparse.Namespace, data: str) -> str:
-    bf16 = {True: "yes", False: "no"}.get(where["native_bf16"], "unknown")
-    return (f"{where['cpu']}: {where['cpu_count']} cores, {where['cpu_capability']}, native "
-            f"bf16 {bf16}; torch {where['torch']}, {where['torch_threads']} threads, "
-            f"{where['device']}{', ' + where['gpu'] if 'gpu' in where else ''}; load average "
-            f"{where['load_average_1m']} at start\nmatmul peak: "
-            f"{peak['fp32']['gflops']:.0f} GFLOP/s fp32 (n = {peak['fp32']['n']}), "
-            f"{peak['bf16']['gflops']:.0f} GFLOP/s bf16 (n = {peak['bf16']['n']})\n"
-            f"{args.steps} timed steps (runs of {args.warmup} and {args.warmup + args.steps}); "
-            f"{data}; plain loop from JPEG files, DataLoader with 2 workers\n")
+    return (f"{machine_line(where, peak)}\n{args.steps} timed steps (runs of {args.warmup} and "
+            f"{args.warmup + args.steps}); {data}; plain loop from JPEG files, DataLoader with "
+            f"2 workers\n")
 
 
 def print_check(check: dict) -> None:
@@ -490,34 +487,16 @@ def main() -> None:
         data = (f"{data_path}: {len(paired.train_index())} training pairs of "
                 f"{paired.image_size}x{paired.image_size}")
         where = machine(device)
-        peak = {}
-        for key, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            gflops, n = matmul_peak_gflops(device, dtype)
-            peak[key] = {"gflops": round(gflops, 1), "n": n}
+        peak = matmul_peaks(device)
         print(header(where, peak, args, data), flush=True)
-        if not native:
-            print("note: no native bf16 here, so the frame's default (bf16 where native) "
-                  "trains ours in fp32\n", flush=True)
-        ours = "bf16" if native else "fp32 (no native bf16)"
-        head = ["row", "batch", "ngf/ndf", "px", f"ours, {ours} + channels_last, images/s"]
-        if args.also_fp32:
-            head.append("ours, fp32 + channels_last, images/s")
-        head += ["plain, fp32 + DataLoader, images/s", "ours / plain"]
-        if args.also_fp32:
-            head.append("ours fp32 / plain")
-        print("| " + " | ".join(head) + " |\n" + "|---" * len(head) + "|", flush=True)
+        print(speed_table_head(["row", "batch", "ngf/ndf", "px"], native, args.also_fp32),
+              flush=True)
         rows = []
         for key in args.rows:
             row = measure(key, args, data_path, work, device)
             rows.append(row)
-            cells = [key, str(row["batch"]), f"{row['ngf']}/{row['ndf']}",
-                     str(row["image_size"]), cell(row["ours_images_per_s"])]
-            if args.also_fp32:
-                cells.append(cell(row["ours_fp32_images_per_s"]))
-            cells += [cell(row["plain_images_per_s"]), cell(row["ratio"], "x")]
-            if args.also_fp32:
-                cells.append(cell(row["ratio_fp32"], "x"))
-            print("| " + " | ".join(cells) + " |", flush=True)
+            print(speed_table_row([key, str(row["batch"]), f"{row['ngf']}/{row['ndf']}",
+                                   str(row["image_size"])], row, args.also_fp32), flush=True)
         said = ", ".join(f"{r['row']} {cell(r['ratio'], 'x')}" for r in rows)
         print(f"\ntarget ours / plain >= {TARGET}x (issue 11): {said}", flush=True)
         checks: list[dict] | dict | None = None

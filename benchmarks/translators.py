@@ -24,7 +24,6 @@ could reach). Writes results.json and the report sheets beside the runs.
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
@@ -37,6 +36,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from training.classifier import load_classifier  # noqa: E402
 from training.datasets import open_dataset  # noqa: E402
 from training.family import Family, get_family  # noqa: E402
@@ -89,15 +89,6 @@ class MeanImage(nn.Module):
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         return self.image.expand(len(x), -1, -1, -1)
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def evaluation_sets(model: Family) -> list[tuple[str, dict]]:

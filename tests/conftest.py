@@ -1,14 +1,11 @@
-import socket
-
+import crawl_fixtures
 import pytest
 
 
 @pytest.fixture
 def free_port() -> int:
     """A loopback port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return crawl_fixtures.free_port()
 
 
 @pytest.fixture(scope="session")

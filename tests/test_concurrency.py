@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import h5py
 import pandas as pd
 import pytest
+from crawl_fixtures import free_port, write_crawl
 from dagster import (
     DagsterEventType,
     DagsterInstance,
@@ -69,34 +70,11 @@ CATALOGUE_CONFIG = {"ops": {"catalogue": {"config": {"image_size": 64, "workers"
 TORN = {"crawl_meta_unreadable", "invalid_json", "not_an_object", "packshot_unreadable"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_crawl(store: Path, n: int) -> set[str]:
-    """An earlier crawl of the demo shop, as run_crawl leaves it (items, meta, images), written
-    by hand: the store the concurrent runs find. Its ids."""
-    shop = store / "raw" / "demo"
-    (shop / "crawls").mkdir(parents=True)
-    (shop / "images" / "full").mkdir(parents=True)
-    slugs = [("kleider", "Sommerkleid"), ("blusen-tuniken", "Bluse"), ("hosen", "Jeans")]
-    colours = [("rot", (200, 30, 30)), ("schwarz", (20, 20, 20)), ("blau", (30, 30, 200))]
-    items = []
-    for i in range(n):
-        (slug, name), (colour, rgb) = slugs[i % 3], colours[i // 3 % 3]
-        Image.new("RGB", (120, 180), rgb).save(shop / "images" / "full" / f"p{i}.jpg")
-        items.append({"id": f"P{i:05d}", "shop": "demo", "product_url": f"http://shop/{i}.html",
-                      "img_url": f"http://shop/img/{i}.jpg", "model_img_urls": [],
-                      "brand": "Marke", "name": name, "attributes": ["Muster: Streifen"],
-                      "category_slug": slug, "color_slug": colour, "price": 29.9,
-                      "img_path": f"full/p{i}.jpg", "model_img_paths": []})
-    stamp = "20260101T000000000000Z"
-    (shop / "crawls" / f"{stamp}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
-    (shop / "crawls" / f"{stamp}.meta.json").write_text(json.dumps(
-        {"shop": "demo", "crawled_at": "2026-01-01T00:00:00+00:00", "images_dir": "images"}))
-    return {r["id"] for r in items}
+# an earlier crawl of the demo shop: the store the concurrent runs find
+EARLIER = {"categories": [("kleider", "Sommerkleid"), ("blusen-tuniken", "Bluse"),
+                          ("hosen", "Jeans")],
+           "colours": [("rot", (200, 30, 30)), ("schwarz", (20, 20, 20)), ("blau", (30, 30, 200))],
+           "size": (120, 180)}
 
 
 def serve_fashionid(port: int) -> None:
@@ -251,7 +229,7 @@ def unreadable(store: Path) -> list[str]:
 def test_two_crawls_and_a_catalogue_rebuild_at_once(home):
     home_dir, store = home
     t0 = time.monotonic()
-    earlier = write_crawl(store, 24)
+    earlier = write_crawl(store, 24, **EARLIER)
     mirror_port, demo_port = free_port(), free_port()
     mirror = start(serve_fashionid, mirror_port)
     try:
@@ -333,7 +311,7 @@ def test_two_runs_of_the_same_asset_take_turns(home):
     process of its own); the in-process run, started while the slot is held, waits for it."""
     home_dir, store = home
     t0 = time.monotonic()
-    write_crawl(store, 24)
+    write_crawl(store, 24, **EARLIER)
     first = start(execute_in_child, home_dir, "multiprocess_catalogue_job", CATALOGUE_CONFIG)
     with DagsterInstance.from_config(home_dir) as instance:
         deadline = time.monotonic() + 60

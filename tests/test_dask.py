@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from crawl_fixtures import free_port, write_crawl
 from dagster import DagsterEventType, DagsterInstance, RunConfig, materialize
-from PIL import Image
 
 from pipelines.assets.catalogue import (
     CatalogueConfig,
@@ -35,37 +34,8 @@ from pipelines.resources import MLflowResource, StorageResource
 from training.paths import REPO_ROOT
 
 BIN = Path(sys.executable).parent
-CATEGORIES = [("kleider", "Sommerkleid"), ("blusen", "Bluse"), ("hosen", "Jeans")]
-COLOURS = [("rot", (200, 30, 30)), ("schwarz", (20, 20, 20)), ("weiss", (240, 240, 240))]
 CATALOGUE = {"ops": {"catalogue": {"config": {"image_size": 64, "workers": 1}}}}
 TRAINING = {"ops": {"attribute_classifier": {"config": {"steps": 3, "width": 8}}}}
-
-
-def write_crawl(store: Path, n: int = 18) -> None:
-    """One demo crawl as run_crawl leaves it (items, meta, images/full/), written by hand: a
-    real crawl would cost the test a Scrapy process."""
-    shop = store / "raw" / "demo"
-    (shop / "crawls").mkdir(parents=True)
-    (shop / "images" / "full").mkdir(parents=True)
-    items = []
-    for i in range(n):
-        (slug, name), (colour, rgb) = CATEGORIES[i % 3], COLOURS[i // 3 % 3]
-        Image.new("RGB", (40, 60), rgb).save(shop / "images" / "full" / f"p{i}.jpg")
-        items.append({"id": f"P{i:05d}", "shop": "demo", "product_url": f"http://shop/{i}.html",
-                      "img_url": f"http://shop/img/{i}.jpg", "model_img_urls": [],
-                      "brand": "Marke", "name": name, "attributes": ["Muster: Streifen"],
-                      "category_slug": slug, "color_slug": colour, "price": 29.9,
-                      "img_path": f"full/p{i}.jpg", "model_img_paths": []})
-    stamp = "20260101T000000000000Z"
-    (shop / "crawls" / f"{stamp}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
-    (shop / "crawls" / f"{stamp}.meta.json").write_text(json.dumps(
-        {"shop": "demo", "crawled_at": "2026-01-01T00:00:00+00:00", "images_dir": "images"}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
