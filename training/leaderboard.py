@@ -309,5 +309,5 @@ def champion_grid(client, champions: dict[str, int], tags_by_model: dict[str, di
         x += panel.width + gap
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    sheet.save(path, format="PNG")  # PNG whatever the name (an atomic write's .tmp)
     return path

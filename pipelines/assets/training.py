@@ -438,21 +438,13 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
         champions = set_champions(client, table)
         text = markdown(table, champions)
 
-        def draw_champions(tmp: Path) -> None:
-            # champion_grid picks the format by the suffix: it draws beside the temporary
-            drawn = tmp.with_name(tmp.name + ".png")
-            try:
-                champion_grid(client, champions, None, drawn).replace(tmp)
-            finally:
-                drawn.unlink(missing_ok=True)
-
         # one set, renamed into place together once all three are written: a reader (or the
         # next leaderboard run) sees the old board or the new one, never half a file
         champions_file = out_dir / "champions.png"
         write_atomically({
             out_dir / "leaderboard.md": lambda p: p.write_text(text + "\n", encoding="utf-8"),
             out_dir / "leaderboard.csv": lambda p: table.to_csv(p, index=False),
-            champions_file: draw_champions})
+            champions_file: lambda p: champion_grid(client, champions, None, p)})
         for path in (out_dir / "leaderboard.md", out_dir / "leaderboard.csv", champions_file):
             mlflow_lib.log_artifact(str(path))
         mlflow_lib.log_metrics({"versions_scored": counts["scored"],
