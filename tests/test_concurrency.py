@@ -356,9 +356,13 @@ def test_writers_replace_files_instead_of_rewriting_them(tmp_path, colour_store)
     from pipelines.assets.training import LeaderboardConfig, gan_leaderboard
     from scrapers.demo_shop import draw
     from scrapers.pipelines import ProductImagesPipeline
+    from training.checkpoint import save_checkpoint
     from training.classifier import ClassifierResult, save_classifier
+    from training.descriptions import Vocabulary
+    from training.human_parser import save_parser
     from training.models.classifier import AttributeClassifier
     from training.models.dcgan import define_G
+    from training.models.parser import UNetParser
     from training.paths import StoreLayout
     from training.robustness import RobustnessResult, write_robustness
     from training.tracking import log_generator, mlflow_run
@@ -436,9 +440,18 @@ def test_writers_replace_files_instead_of_rewriting_them(tmp_path, colour_store)
                            lambda: translator_board(mlflow.MlflowClient(uri), out))
     with mlflow_run("register", uri, artifacts):
         log_generator(define_G(16, 8), "dcgan", 16, {"variant": "baseline", "kind": "sampler"})
-    save_classifier(ClassifierResult(AttributeClassifier({"color": 2}, width=4),
-                                     {"color": ["black", "white"]}, {}, 0.0),
-                    layout.attribute_classifier, width=4)
+    # the model files a later step or the leaderboard reads while another run rewrites them
+    classifier = ClassifierResult(AttributeClassifier({"color": 2}, width=4),
+                                  {"color": ["black", "white"]}, {}, 0.0)
+    assert reads_old_whole(layout.attribute_classifier, lambda: save_classifier(
+        classifier, layout.attribute_classifier, width=4))
+    parser = layout.root / "models" / "human_parser.pt"
+    assert reads_old_whole(parser, lambda: save_parser(UNetParser(width=4, depth=1), parser))
+    vocabulary = layout.root / "models" / "description_encoder.vocab.json"
+    assert reads_old_whole(vocabulary, lambda: Vocabulary(["<pad>", "<unk>", "a"]).save(vocabulary))
+    checkpoint = layout.root / "runs" / "dcgan" / "1" / "checkpoint.pt"
+    assert reads_old_whole(checkpoint, lambda: save_checkpoint(
+        checkpoint, 1, {"G": define_G(16, 8)}, {}, {}, {}))
     layout.packshots.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(colour_store, layout.packshots)
     board = [out / "leaderboard.md", out / "leaderboard.csv", out / "champions.png"]

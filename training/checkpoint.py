@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.processing.atomic import atomic_path
+
 
 class UnsafeFileError(ValueError):
     """A file holds pickled objects other than tensors and plain values; it is not loaded."""
@@ -99,16 +101,13 @@ def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
 def save_checkpoint(path: Path, step: int, modules: dict, optimizers: dict,
                     generators: dict[str, torch.Generator], config: dict) -> Path:
     """Atomically write everything a run needs to continue as if it never stopped."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"step": int(step), "config": plain(config, "config"),
-                "modules": {k: m.state_dict() for k, m in modules.items()},
-                "optimizers": {k: plain(o.state_dict(), f"optimizer {k}")
-                               for k, o in optimizers.items()},
-                "rng": rng_state(generators)}, tmp)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"step": int(step), "config": plain(config, "config"),
+                    "modules": {k: m.state_dict() for k, m in modules.items()},
+                    "optimizers": {k: plain(o.state_dict(), f"optimizer {k}")
+                                   for k, o in optimizers.items()},
+                    "rng": rng_state(generators)}, tmp)
+    return Path(path)
 
 
 def load_checkpoint(path: Path, modules: dict, optimizers: dict,

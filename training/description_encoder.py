@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from pipelines.processing.atomic import atomic_path
 from pipelines.processing.catalogue import LABEL_COLUMNS
 from pipelines.processing.h5store import STR, atomic_h5
 from training.checkpoint import load_plain, plain
@@ -179,16 +180,15 @@ def train_on_catalogue(catalogue: pd.DataFrame, label_names: Sequence[str] | Non
 def save_encoder(result: EncoderResult, path: Path) -> Path:
     """Weights, the net's config, the vocabulary's tokens, the heads' classes and scores, as
     plain values (load_encoder reads them with weights_only=True)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": result.model.state_dict(),
-                "config": plain(result.model.config, "config"),
-                "vocabulary": list(result.vocabulary.tokens),
-                "values": plain(result.values, "values"),
-                "accuracy": plain(result.accuracy, "accuracy"),
-                "heldout": plain(result.heldout, "heldout"),
-                "wall_s": float(result.wall_s)}, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": result.model.state_dict(),
+                    "config": plain(result.model.config, "config"),
+                    "vocabulary": list(result.vocabulary.tokens),
+                    "values": plain(result.values, "values"),
+                    "accuracy": plain(result.accuracy, "accuracy"),
+                    "heldout": plain(result.heldout, "heldout"),
+                    "wall_s": float(result.wall_s)}, tmp)
+    return Path(path)
 
 
 def load_encoder(path: Path | str) -> EncoderResult:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.processing.atomic import write_text_atomically
 from pipelines.processing.catalogue import LABEL_COLUMNS, LABEL_VOCABULARY
 
 PAD, UNK = "<pad>", "<unk>"
@@ -126,8 +127,7 @@ class Vocabulary:
         return float(((tokens == self.unk) & real).sum() / n) if n else 0.0
 
     def save(self, path: Path) -> Path:
-        Path(path).write_text(json.dumps(self.tokens, ensure_ascii=False), encoding="utf-8")
-        return Path(path)
+        return write_text_atomically(path, json.dumps(self.tokens, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: Path) -> "Vocabulary":

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipelines.processing.atomic import atomic_path
 from pipelines.processing.segmentation import CLASS_NAMES, N_CLASSES, SIZE, write_store
 from training.checkpoint import load_plain, plain
 from training.models.parser import UNetParser
@@ -265,12 +266,11 @@ def save_parser(model: UNetParser, path: Path, scores: dict | None = None,
                 meta: dict | None = None) -> Path:
     """Weights, the net's config, the class names and the held-out scores, as plain values
     (load_parser reads them with weights_only=True)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "config": plain(model.config, "config"),
-                "classes": list(CLASS_NAMES), "scores": plain(scores or {}, "scores"),
-                "meta": plain(meta or {}, "meta")}, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "config": plain(model.config, "config"),
+                    "classes": list(CLASS_NAMES), "scores": plain(scores or {}, "scores"),
+                    "meta": plain(meta or {}, "meta")}, tmp)
+    return Path(path)
 
 
 def load_parser(path: Path | str) -> tuple[UNetParser, dict]:
