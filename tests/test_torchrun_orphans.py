@@ -1,7 +1,7 @@
 """A process that launched torchrun (training.launch.train_torchrun, the asset's path above one
-process) is SIGKILLed mid-training, as a killed training step is: torchrun and its two workers
-must go with it rather than keep writing into the run folder a re-execution resumes in. Real
-processes (a throwaway parent, torchrun, two gloo workers); nothing mocked."""
+process) is SIGKILLed mid-training, as a killed training step is, or torchrun itself is: torchrun
+and its two workers must go rather than keep writing into the run folder a re-execution resumes
+in. Real processes (a throwaway parent, torchrun, two gloo workers); nothing mocked."""
 
 import os
 import signal
@@ -53,7 +53,11 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def test_torchrun_and_its_workers_die_with_the_launching_process(tmp_path, colour_store):
+@pytest.mark.parametrize("victim", ["launcher", "torchrun"])
+def test_torchrun_and_its_workers_die_with_the_launching_process(tmp_path, colour_store, victim):
+    """SIGKILL the launcher (a killed training step): torchrun stops its workers and goes too.
+    SIGKILL torchrun itself (the out-of-memory killer's pick): it can stop nothing, so each
+    worker must go by its own parent-death signal (training.launch.die_with_torchrun)."""
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(CODE_ROOT),
@@ -75,8 +79,7 @@ def test_torchrun_and_its_workers_die_with_the_launching_process(tmp_path, colou
         assert len(workers) == 2, workers
         print(f"training after {time.monotonic() - t0:.1f} s; torchrun {torchrun}, "
               f"workers {workers}")
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
+        os.kill(parent.pid if victim == "launcher" else torchrun, signal.SIGKILL)
         t1 = time.monotonic()
         while left := [pid for pid in (torchrun, *workers) if alive(pid)]:
             assert time.monotonic() - t1 < 10, f"still running 10 s after the kill: {left}"

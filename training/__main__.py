@@ -20,6 +20,7 @@ import torch.distributed
 def main(argv: list[str] | None = None) -> dict:
     from training.cli import Progress, config_from_args, family_lines, parser
     from training.family import get_family
+    from training.launch import die_with_torchrun
     from training.loop import train
 
     ap = parser()
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.family:
         ap.error("name a family (python -m training --list)")
     family = get_family(args.family)
+    die_with_torchrun()  # a worker never outlives its torchrun, even a SIGKILLed one
     try:
         cfg = config_from_args(family, args)
         progress = None if args.no_progress else Progress(cfg.steps)

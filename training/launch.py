@@ -112,6 +112,25 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return preexec
 
 
+def die_with_torchrun(sig: int = signal.SIGTERM) -> bool:
+    """In a torchrun worker: receive `sig` when torchrun exits, however it exits. torchrun
+    stops its workers when it is stopped, but a SIGKILLed torchrun (the out-of-memory killer)
+    cannot, and its workers would go on training into the run folder a re-execution resumes in.
+    False outside torchrun or where prctl is missing. A torchrun that died before this call
+    (the worker already re-parented) is caught by the parent pid: the worker then stops."""
+    prctl = _prctl()
+    if "TORCHELASTIC_RUN_ID" not in os.environ or prctl is None:
+        return False
+    parent = os.getppid()
+    if parent == 1:  # torchrun is already gone: init adopted this worker
+        os.kill(os.getpid(), sig)
+    if prctl(PR_SET_PDEATHSIG, sig) != 0:
+        return False
+    if os.getppid() != parent:  # torchrun died between the two reads
+        os.kill(os.getpid(), sig)
+    return True
+
+
 def stop_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM to the child's process group (torchrun then stops its workers, which it runs in
     sessions of their own), SIGKILL to the group if it has not exited by `timeout`."""
