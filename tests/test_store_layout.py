@@ -69,6 +69,8 @@ README_ENTRIES = {
     "evaluation/leaderboard.md": lambda lay: lay.leaderboard_md,
     "evaluation/scores.parquet": lambda lay: lay.scores,
     "evaluation/champions.png": lambda lay: lay.champions_png,
+    "evaluation/translators.md": lambda lay: lay.evaluation_dir,  # translator_board
+    "evaluation/robustness.csv": lambda lay: lay.evaluation_dir,  # write_robustness
     "dagster_home/": lambda lay: lay.dagster_home,
     "mlflow/": lambda lay: lay.mlflow_dir,
 }
