@@ -38,7 +38,7 @@ from training.translation_metrics import (
     ssim,
     translation_grid,
 )
-from training.translator_board import best_version
+from training.translator_board import best_version, translator_board
 
 PALETTE = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
 
@@ -334,3 +334,32 @@ def test_champion_is_chosen_by_each_models_main_measure():
     assert best_version(table) == 2
     table["main_measure"] = "frechet_distance"  # a measure none recorded: no champion
     assert best_version(table) is None
+
+
+def test_a_model_with_several_variants_gets_a_champion_per_variant(tmp_path):
+    """CycleGAN's two variants are two tasks under one registered model: `champion` still
+    follows the newest version's main measure, and each variant's best version also gets
+    `champion-<variant>` (on a real sqlite registry)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("t", artifact_location=str(tmp_path / "artifacts"))
+    client.create_registered_model("fashion-cyclegan")
+    versions = [("packshot_person", "frechet_distance", "min", 900.0),
+                ("packshot_person", "frechet_distance", "min", 700.0),
+                ("sleeve_short_long", "edit_success", "max", 0.2),
+                ("sleeve_short_long", "edit_success", "max", 0.1)]
+    for variant, measure, goal, value in versions:
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, measure, value)
+        client.set_terminated(run.info.run_id)
+        client.create_model_version(
+            "fashion-cyclegan", str(tmp_path / "model"), run.info.run_id,
+            tags={"kind": "translator", "variant": variant, "main_measure": measure,
+                  "main_goal": goal})
+    _, champions, text = translator_board(client, tmp_path / "evaluation")
+    aliases = client.get_registered_model("fashion-cyclegan").aliases
+    assert champions == {"fashion-cyclegan": 3}  # the newest's measure: edit success
+    assert aliases == {"champion": 3, "champion-packshot_person": 2,
+                       "champion-sleeve_short_long": 3}
+    assert "champion-<variant>" in text

@@ -9,6 +9,7 @@ of the run are the figures of the version. Each model's version with the best ma
 the alias `champion`.
 """
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,8 +73,16 @@ def best_version(group: pd.DataFrame) -> int | None:
     return int(ranked.iloc[0]["version"])
 
 
+def variant_alias(variant: str) -> str:
+    """`champion-<variant>`, in the characters an MLflow alias may hold."""
+    return "champion-" + re.sub(r"[^\w-]", "-", variant)
+
+
 def set_translator_champions(client, table: pd.DataFrame) -> dict[str, int]:
-    """Alias `champion` on each translator model's best version (best_version)."""
+    """Alias `champion` on each translator model's best version (best_version). A model whose
+    versions come from several variants (CycleGAN's packshot <-> person and sleeve short ->
+    long) solves different tasks under one name, whose measures do not compare: each variant's
+    best version also gets `champion-<variant>`, the handle to load one task's best."""
     champions = {}
     if table.empty:
         return champions
@@ -82,6 +91,12 @@ def set_translator_champions(client, table: pd.DataFrame) -> dict[str, int]:
         if best is not None:
             client.set_registered_model_alias(model, "champion", str(best))
             champions[model] = best
+        variants = group[group["variant"].astype(bool)].groupby("variant")
+        if variants.ngroups > 1:
+            for variant, versions in variants:
+                best = best_version(versions)
+                if best is not None:
+                    client.set_registered_model_alias(model, variant_alias(variant), str(best))
     return champions
 
 
@@ -113,7 +128,9 @@ def translator_markdown(table: pd.DataFrame, champions: dict[str, int]) -> str:
               "edit / keep: the classifier recognises the requested value / keeps the other "
               "attributes; id_L1: L1 of a translation to the input's own labels",
               "div: mean pairwise distance of several outputs for one input (classifier space)",
-              "bold: the measure each model's champion is chosen by (✔: alias `champion`)"]
+              "bold: the measure each model's champion is chosen by (✔: alias `champion`); a "
+              "model with several variants also has `champion-<variant>` on each variant's "
+              "best version"]
     return ("**Translators (image -> image)**\n\n" + text + "\n\n"
             + "\n".join(f"- {line}" for line in legend))
 
