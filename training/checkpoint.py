@@ -21,6 +21,15 @@ class UnsafeFileError(ValueError):
     """A file holds pickled objects other than tensors and plain values; it is not loaded."""
 
 
+def save_plain(obj: Any, path: str | Path) -> Path:
+    """torch.save through a temporary renamed onto `path` (atomic_path): a reader, another
+    run's step or the leaderboard, sees the old file or the new one, never half of one. What
+    it saves should be tensors and plain values, so load_plain can read it."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
 def load_plain(path: str | Path, what: str = "file") -> Any:
     """torch.load that never runs code from the file (weights_only=True, on the CPU); every
     error names the file and what it was meant to be."""
@@ -101,13 +110,11 @@ def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
 def save_checkpoint(path: Path, step: int, modules: dict, optimizers: dict,
                     generators: dict[str, torch.Generator], config: dict) -> Path:
     """Atomically write everything a run needs to continue as if it never stopped."""
-    with atomic_path(path) as tmp:
-        torch.save({"step": int(step), "config": plain(config, "config"),
-                    "modules": {k: m.state_dict() for k, m in modules.items()},
-                    "optimizers": {k: plain(o.state_dict(), f"optimizer {k}")
-                                   for k, o in optimizers.items()},
-                    "rng": rng_state(generators)}, tmp)
-    return Path(path)
+    return save_plain({"step": int(step), "config": plain(config, "config"),
+                       "modules": {k: m.state_dict() for k, m in modules.items()},
+                       "optimizers": {k: plain(o.state_dict(), f"optimizer {k}")
+                                      for k, o in optimizers.items()},
+                       "rng": rng_state(generators)}, path)
 
 
 def load_checkpoint(path: Path, modules: dict, optimizers: dict,

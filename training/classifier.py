@@ -14,8 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipelines.processing.atomic import atomic_path
-from training.checkpoint import load_plain, plain
+from training.checkpoint import load_plain, plain, save_plain
 from training.datasets import H5ImageDataset, holdout_split
 from training.models.classifier import AttributeClassifier, define_classifier
 from training.runtime import device
@@ -100,11 +99,9 @@ def train_classifier(data_path: Path, steps: int = 300, batch_size: int = 32, lr
 def save_classifier(result: ClassifierResult, path: Path, width: int) -> Path:
     """Plain values only, so load_classifier can read it with weights_only=True; written
     atomically, as gan_leaderboard may be reading the previous file meanwhile."""
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": result.model.state_dict(),
-                    "values": plain(result.values, "values"), "width": int(width),
-                    "accuracy": plain(result.accuracy, "accuracy")}, tmp)
-    return Path(path)
+    return save_plain({"state_dict": result.model.state_dict(),
+                       "values": plain(result.values, "values"), "width": int(width),
+                       "accuracy": plain(result.accuracy, "accuracy")}, path)
 
 
 def load_classifier(path: Path) -> tuple[AttributeClassifier, dict[str, list[str]]]:

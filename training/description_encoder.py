@@ -34,10 +34,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from pipelines.processing.atomic import atomic_path
 from pipelines.processing.catalogue import LABEL_COLUMNS
 from pipelines.processing.h5store import STR, atomic_h5
-from training.checkpoint import load_plain, plain
+from training.checkpoint import load_plain, plain, save_plain
 from training.datasets import holdout_split
 from training.descriptions import (
     DESCRIBED,
@@ -180,15 +179,13 @@ def train_on_catalogue(catalogue: pd.DataFrame, label_names: Sequence[str] | Non
 def save_encoder(result: EncoderResult, path: Path) -> Path:
     """Weights, the net's config, the vocabulary's tokens, the heads' classes and scores, as
     plain values (load_encoder reads them with weights_only=True)."""
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": result.model.state_dict(),
-                    "config": plain(result.model.config, "config"),
-                    "vocabulary": list(result.vocabulary.tokens),
-                    "values": plain(result.values, "values"),
-                    "accuracy": plain(result.accuracy, "accuracy"),
-                    "heldout": plain(result.heldout, "heldout"),
-                    "wall_s": float(result.wall_s)}, tmp)
-    return Path(path)
+    return save_plain({"state_dict": result.model.state_dict(),
+                       "config": plain(result.model.config, "config"),
+                       "vocabulary": list(result.vocabulary.tokens),
+                       "values": plain(result.values, "values"),
+                       "accuracy": plain(result.accuracy, "accuracy"),
+                       "heldout": plain(result.heldout, "heldout"),
+                       "wall_s": float(result.wall_s)}, path)
 
 
 def load_encoder(path: Path | str) -> EncoderResult:

@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipelines.processing.atomic import atomic_path
 from pipelines.processing.segmentation import CLASS_NAMES, N_CLASSES, SIZE, write_store
-from training.checkpoint import load_plain, plain
+from training.checkpoint import load_plain, plain, save_plain
 from training.models.parser import UNetParser
 
 PARSED_SOURCE = "human_parser"  # the store attribute `source` of label maps this module wrote
@@ -266,11 +265,9 @@ def save_parser(model: UNetParser, path: Path, scores: dict | None = None,
                 meta: dict | None = None) -> Path:
     """Weights, the net's config, the class names and the held-out scores, as plain values
     (load_parser reads them with weights_only=True)."""
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "config": plain(model.config, "config"),
-                    "classes": list(CLASS_NAMES), "scores": plain(scores or {}, "scores"),
-                    "meta": plain(meta or {}, "meta")}, tmp)
-    return Path(path)
+    return save_plain({"state_dict": model.state_dict(), "config": plain(model.config, "config"),
+                       "classes": list(CLASS_NAMES), "scores": plain(scores or {}, "scores"),
+                       "meta": plain(meta or {}, "meta")}, path)
 
 
 def load_parser(path: Path | str) -> tuple[UNetParser, dict]:

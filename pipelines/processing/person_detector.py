@@ -31,7 +31,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.rpn import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign, box_iou
 
-from pipelines.processing.atomic import atomic_path
+from training.checkpoint import save_plain
 from training.runtime import device
 
 PERSON = 1  # COCO's label for a person; the demo variant uses the same index
@@ -112,11 +112,10 @@ def save_detector(model: FasterRCNN, variant: str, path: Path, meta: dict | None
                   build_kwargs: dict | None = None) -> Path:
     """Weights, variant and meta as tensors and plain values: `load_detector` reads files
     with weights_only=True, so a weights file from elsewhere cannot run code."""
-    with atomic_path(path) as tmp:
-        torch.save({"variant": str(variant),
-                    "build_kwargs": _plain(build_kwargs or {}, "build_kwargs"),
-                    "state_dict": model.state_dict(), "meta": _plain(meta or {}, "meta")}, tmp)
-    return Path(path)
+    return save_plain({"variant": str(variant),
+                       "build_kwargs": _plain(build_kwargs or {}, "build_kwargs"),
+                       "state_dict": model.state_dict(), "meta": _plain(meta or {}, "meta")},
+                      path)
 
 
 def _read_weights(path: Path) -> dict:

@@ -22,8 +22,7 @@ from typing import Any
 
 import torch
 
-from pipelines.processing.atomic import atomic_path
-from training.checkpoint import load_plain, plain
+from training.checkpoint import load_plain, plain, save_plain
 from training.config import GANConfig
 from training.datasets import ImageDataset, holdout_split, open_dataset, to_unit_range
 from training.families.cgan import as_columns
@@ -257,13 +256,11 @@ def save_trained(net: MultiHeadClassifier, cfg: ClassifierConfig,
                  values: dict[str, list[str]], accuracy: dict[str, float], path: Path) -> Path:
     """Weights and everything build_classifier needs, as plain values (weights_only loads)."""
     state = {k: v.detach().float().cpu() for k, v in net.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "arch": cfg.arch, "values": plain(values, "values"),
-                    "channels": int(net.channels), "image_size": int(net.image_size or 64),
-                    "hidden": cfg.hidden, "width": cfg.width, "depth": cfg.depth,
-                    "feature_dim": cfg.feature_dim, "adversarial": cfg.adversarial,
-                    "accuracy": plain(accuracy, "accuracy")}, tmp)
-    return Path(path)
+    return save_plain({"state_dict": state, "arch": cfg.arch, "values": plain(values, "values"),
+                       "channels": int(net.channels), "image_size": int(net.image_size or 64),
+                       "hidden": cfg.hidden, "width": cfg.width, "depth": cfg.depth,
+                       "feature_dim": cfg.feature_dim, "adversarial": cfg.adversarial,
+                       "accuracy": plain(accuracy, "accuracy")}, path)
 
 
 def load_trained(path: Path | str) -> tuple[MultiHeadClassifier, dict[str, list[str]]]:
