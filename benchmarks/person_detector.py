@@ -1,6 +1,7 @@
 """The demo person detector: training time, quality on held-out photos, inference speed.
 
-    python benchmarks/person_detector.py [--products 200] [--steps 300] [--batches 1 8 32]
+    python benchmarks/person_detector.py [--products 200] [--steps 200] [--batches 1 8 32]
+                                         [--size 160 240]
 
 Trains the demo_small Faster R-CNN exactly as the person_detector asset does (products split
 80/20 by a hash of their id; all views of the training products), then measures on the
@@ -24,6 +25,7 @@ from pipelines.processing.catalogue import read_catalogue  # noqa: E402
 from pipelines.processing.demo_truth import annotated_photos, load_truth  # noqa: E402
 from pipelines.processing.front_view import photo_table  # noqa: E402
 from pipelines.processing.person_detector import (  # noqa: E402
+    DEMO_SMALL_SIZE,
     detect_people,
     evaluate_detector,
     held_out,
@@ -35,7 +37,10 @@ from pipelines.processing.person_detector import (  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--products", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--size", type=int, nargs=2, metavar=("MIN", "MAX"),
+                    default=[DEMO_SMALL_SIZE["min_size"], DEMO_SMALL_SIZE["max_size"]],
+                    help="the photos' size inside the model (the shorter and longer side)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,7 +50,9 @@ def main() -> None:
         train = [p for p in photos if not held_out(p[0])]
         test = [p for p in photos if held_out(p[0]) and p[2]["view"] == "front"]
         images = [load_rgb(store / p[1]) for p in train]
-        result = train_detector(images, [p[2]["box"] for p in train], steps=args.steps)
+        result = train_detector(images, [p[2]["box"] for p in train], steps=args.steps,
+                                build_kwargs={"min_size": args.size[0],
+                                              "max_size": args.size[1]})
         print(f"trained on {len(train)} photos, {args.steps} steps, batch 8: "
               f"{result.wall_s:.0f} s ({result.wall_s / args.steps:.2f} s/step)")
         test_images = [load_rgb(store / p[1]) for p in test]

@@ -59,14 +59,17 @@ train_job = define_asset_job(
                 "the leaderboard.")
 full_pipeline = define_asset_job(
     "full_pipeline",
+    # the demo set and what it reads (the translator's paired_images)
     selection=AssetSelection.assets(scrape_assets.raw_products)
     | AssetSelection.groups("catalogue", "model_images", "segmentation", "evaluation")
-    | AssetSelection.assets(training_assets.attribute_classifier, *training_assets.DEMO_ASSETS),
+    | AssetSelection.assets(training_assets.attribute_classifier,
+                            *training_assets.DEMO_ASSETS).upstream(),
     partitions_def=shop_partitions,
     tags={"dagster/partition": "demo"},  # the demo shop end to end, with no argument needed
     description="The demo shop end to end: crawl -> catalogue -> labels -> splits -> front "
-                "photos -> person detector and crops -> segmentation store -> the demo set of "
-                "GANs (DCGAN x3, BiGAN) -> leaderboard. train_job trains every family.")
+                "photos -> person detector and crops -> segmentation store -> the classifier and "
+                "the demo set, one model of each kind (DCGAN symmetric, CGAN, pix2pix "
+                "packshot -> person) -> leaderboards. train_job trains every family.")
 
 
 def weekly_scrape_schedule(shop: str, hour: int):
@@ -96,9 +99,11 @@ def catalogue_after_scrape(context, asset_event):
     return RunRequest(run_key=f"catalogue-after-{asset_event.run_id}")
 
 
-# what declarative automation retrains weekly when its inputs changed (full_pipeline's training)
-AUTOMATED_TRAINING = [training_assets.attribute_classifier.key.to_user_string(),
-                      *(a.key.to_user_string() for a in training_assets.DEMO_ASSETS)]
+# what declarative automation retrains weekly when its inputs changed (full_pipeline's training
+# group: the classifier, the demo set and the translator's pairs)
+AUTOMATED_TRAINING = [a.key.to_user_string() for a in (
+    training_assets.attribute_classifier, translation_assets.paired_images,
+    *training_assets.DEMO_ASSETS)]
 
 
 def build_definitions(automation: bool | None = None, **resources) -> Definitions:

@@ -207,3 +207,31 @@ def test_fashiongan_layout_round_trip(segmentations, tmp_path):
         assert np.array_equal(f["b_"][:], b)
         assert np.allclose(f["ih"][:], ih, atol=1e-6)
         assert np.allclose(f["ih_mean"][:], mean, atol=1e-6)
+
+
+def test_demo_small_loads_at_the_size_it_was_trained_at(tmp_path):
+    """The input size is part of a demo_small file (160x240 today); a file written before the
+    size was recorded was trained at 240x360 and loads at that size, not at today's."""
+    from pipelines.processing.person_detector import (
+        DEMO_SMALL_SIZE,
+        LEGACY_DEMO_SMALL_SIZE,
+        build_detector,
+        load_detector,
+        save_detector,
+    )
+    from training.checkpoint import save_plain
+
+    def size(model):
+        return {"min_size": model.transform.min_size[0], "max_size": model.transform.max_size}
+
+    model = build_detector("demo_small")
+    assert size(model) == DEMO_SMALL_SIZE
+    model, _ = load_detector(save_detector(model, "demo_small", tmp_path / "today.pt"))
+    assert size(model) == DEMO_SMALL_SIZE
+    bigger = build_detector("demo_small", min_size=200, max_size=300)
+    model, _ = load_detector(save_detector(bigger, "demo_small", tmp_path / "big.pt"))
+    assert size(model) == {"min_size": 200, "max_size": 300}
+    old = save_plain({"variant": "demo_small", "build_kwargs": {},
+                      "state_dict": bigger.state_dict(), "meta": {}}, tmp_path / "old.pt")
+    model, _ = load_detector(old)
+    assert size(model) == LEGACY_DEMO_SMALL_SIZE

@@ -335,9 +335,10 @@ def test_paired_images_asset_writes_the_store_with_counts_and_a_preview(tmp_path
     assert isinstance(data, PairedDataset) and len(data) == 35
 
 
-def test_paired_images_is_trained_by_train_job_not_full_pipeline():
+def test_paired_images_is_built_by_both_jobs():
+    """train_job's translators read it, and so does full_pipeline's (pix2pix)."""
     from pipelines.definitions import defs, full_pipeline, train_job
 
     graph = defs.resolve_asset_graph()
     assert AssetKey("paired_images") in train_job.selection.resolve(graph)
-    assert AssetKey("paired_images") not in full_pipeline.selection.resolve(graph)
+    assert AssetKey("paired_images") in full_pipeline.selection.resolve(graph)

@@ -56,11 +56,34 @@ FAST = RunConfig(ops={
     "person_crops": CropConfig(min_score=0.0),
     "attribute_classifier": ClassifierConfig(steps=3, width=8),
     "gan_leaderboard": LeaderboardConfig(samples=40),
+    # the demo set, one model of each kind
+    "dcgan_symmetric": asset_config("dcgan_symmetric", steps=2, batch_size=4, ngf=8, ndf=8,
+                                    repair_steps=3, eval_samples=60),
+    "cgan": asset_config("cgan", steps=2, batch_size=4, ngf=8, ndf=8, eval_samples=60),
+    "pix2pix_packshot_to_person": asset_config("pix2pix_packshot_to_person", steps=2,
+                                               batch_size=4, ngf=4, ndf=4, eval_samples=10)})
+# what train_job adds beside the demo set, tiny
+TRAIN_JOB_EXTRA = {
     "bigan": asset_config("bigan", steps=2, batch_size=4, ngf=8, nef=8, ndf=8,
                           eval_samples=60),
+    "wgan_gp": asset_config("wgan_gp", steps=2, batch_size=4, ngf=8, ndf=8, eval_samples=60),
     **{f"dcgan_{v}": asset_config(f"dcgan_{v}", steps=2, batch_size=4, ngf=8, ndf=8,
                                   repair_steps=3, eval_samples=60)
-       for v in VARIANTS}})
+       for v in VARIANTS if v != "symmetric"}}
+
+
+@pytest.fixture(scope="module")
+def extra(env):
+    """train_job's families beside the demo set (the other DCGAN variants, BiGAN, WGAN-GP)
+    through their generated assets, then the leaderboard, in the same store and registry."""
+    from dagster import materialize
+
+    resources = {k: env["defs"].resources[k] for k in ("storage", "mlflow")}
+    return materialize(
+        [*(ASSETS_BY_NAME[name] for name in TRAIN_JOB_EXTRA), gan_leaderboard],
+        resources=resources, instance=env["instance"],
+        run_config=RunConfig(ops={**TRAIN_JOB_EXTRA,
+                                  "gan_leaderboard": LeaderboardConfig(samples=40)}))
 
 
 def test_full_pipeline_on_demo(env):
@@ -95,7 +118,7 @@ def test_full_pipeline_on_demo(env):
         assert list(f.attrs["label_names"])[0] == "category_blouses"
         assert f["split"].shape == (28,)
     checks = checks_passed(first)
-    assert len(checks) == 10 and all(checks.values()), checks
+    assert len(checks) == 11 and all(checks.values()), checks  # paired_images_arrays too
     meta = metadata(first, "catalogue")
     assert meta["rows"] == 28 and meta["preview"].startswith("![packshots](data:image/jpeg")
 
@@ -126,15 +149,40 @@ def test_model_image_stages_on_demo(env):
     assert seg["samples"] == 28 and seg["label_bytes_per_sample"] * 50 < 7 * 128 * 128 * 4
 
 
-def test_dcgan_runs_in_mlflow(env):
+def test_full_pipeline_trains_one_model_of_each_kind(env):
+    """The demo set: a sampler (DCGAN symmetric), a conditional sampler (CGAN), a translator
+    (pix2pix packshot -> person, on the paired store full_pipeline builds) beside the
+    attribute classifier; each registered with a champion. train_job trains the rest."""
     import mlflow
 
     store, first = env["store"], env["first"]
+    trained = {e.asset_key.to_user_string() for e in first.get_asset_materialization_events()}
+    assert {"attribute_classifier", "paired_images", "dcgan_symmetric", "cgan",
+            "pix2pix_packshot_to_person"} <= trained
+    assert not trained & {"dcgan_baseline", "dcgan_augment", "bigan", "wgan_gp"}
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
+    kinds = {}
+    for model in ("fashion-dcgan", "fashion-cgan", "fashion-pix2pix",
+                  "fashion-classifier-multihead"):
+        champion = client.get_model_version_by_alias(model, "champion")
+        kinds[model] = champion.tags["kind"]
+    assert set(kinds.values()) == {"sampler", "conditional", "translator", "classifier"}
+    board = metadata(first, "translator_leaderboard")
+    assert set(board["champions"]) == {"fashion-pix2pix"}
+    assert "pix2pix" in (store / "evaluation" / "translators.md").read_text()
+
+
+def test_dcgan_runs_in_mlflow(env, extra):
+    import mlflow
+
+    store = env["store"]
+    assert extra.success
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
     versions = client.search_model_versions("name='fashion-dcgan'")
     assert sorted(v.tags["variant"] for v in versions) == sorted(VARIANTS)
     for variant in VARIANTS:
-        meta = metadata(first, f"dcgan_{variant}")
+        result = env["first"] if variant == "symmetric" else extra
+        meta = metadata(result, f"dcgan_{variant}")
         run = client.get_run(meta["mlflow_run_id"])
         assert run.data.params["variant"] == variant and run.data.params["steps"] == "2"
         history = client.get_metric_history(run.info.run_id, "g_loss_flip")
@@ -154,29 +202,22 @@ def test_leaderboard_crowns_a_champion(env):
 
     store, first = env["store"], env["first"]
     meta = metadata(first, "gan_leaderboard")
-    assert meta["models_scored"] == 4 and meta["versions_scored_now"] == 4
+    assert meta["models_scored"] == 2 and meta["versions_scored_now"] == 2
     assert (store / "evaluation" / "champions.png").exists()
-    table = pd.read_csv(store / "evaluation" / "leaderboard.csv")
-    assert set(table["variant"]) == {*VARIANTS, "EX6"}
-    assert table["frechet_distance"].notna().all() and table["fid_inception"].isna().all()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
-    text = (store / "evaluation" / "leaderboard.md").read_text()
-    for model, group in table.groupby("model"):
-        best = int(group.sort_values(["frechet_distance", "version"]).iloc[0]["version"])
-        assert meta["champions"][model] == best
-        assert int(client.get_model_version_by_alias(model, "champion").version) == best
-        assert f"| {model.removeprefix('fashion-')}" in text
-    assert set(meta["champions"]) == {"fashion-dcgan", "fashion-bigan"}
+    assert set(meta["champions"]) == {"fashion-dcgan", "fashion-cgan"}
+    for model, version in meta["champions"].items():
+        assert int(client.get_model_version_by_alias(model, "champion").version) == version
 
 
-def test_bigan_runs_in_mlflow(env):
+def test_bigan_runs_in_mlflow(env, extra):
     import mlflow
 
-    store, first = env["store"], env["first"]
+    store = env["store"]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
     [version] = client.search_model_versions("name='fashion-bigan'")
     assert version.tags["variant"] == "EX6" and version.tags["latent"] == "uniform"
-    meta = metadata(first, "bigan")
+    meta = metadata(extra, "bigan")
     run = client.get_run(meta["mlflow_run_id"])
     assert run.data.params["preset"] == "EX6" and run.data.params["latent"] == "uniform"
     for loss in ("d_loss_real", "d_loss_fake", "g_loss_adv", "l_ad", "l_ae", "l_h"):
@@ -187,31 +228,31 @@ def test_bigan_runs_in_mlflow(env):
     assert {"samples", "checkpoint", "reconstruction", "losses.jsonl"} <= artifacts
 
 
-def test_classic_families_join_the_registry_and_the_leaderboard_pays_only_for_them(env):
-    """Two families of the collection through their generated assets (train_job's, not
-    full_pipeline's): registered as fashion-<family> with their tags; the leaderboard then
-    scores only these two new versions and takes the four earlier ones from its cache."""
+def test_train_job_families_join_the_registry_and_the_leaderboard_pays_only_for_them(
+        env, extra):
+    """train_job's families beside the demo set (their generated assets): registered as
+    fashion-<family> with their tags; the leaderboard then scores only these four new
+    versions, takes the demo set's two from its cache, and crowns every family."""
     import mlflow
-    from dagster import materialize
 
-    store, defs = env["store"], env["defs"]
-    resources = {k: defs.resources[k] for k in ("storage", "mlflow")}
-    tiny = dict(steps=2, batch_size=4, ngf=8, ndf=8, eval_samples=60)
-    result = materialize(
-        [ASSETS_BY_NAME["cgan"], ASSETS_BY_NAME["wgan_gp"], gan_leaderboard],
-        resources=resources, instance=env["instance"],
-        run_config=RunConfig(ops={"cgan": asset_config("cgan", **tiny),
-                                  "wgan_gp": asset_config("wgan_gp", **tiny),
-                                  "gan_leaderboard": LeaderboardConfig(samples=40)}))
-    assert result.success
+    store = env["store"]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
     [cgan] = client.search_model_versions("name='fashion-cgan'")
     assert cgan.tags["kind"] == "conditional" and cgan.tags["label_columns"] == "category,color"
     assert client.search_model_versions("name='fashion-wgan-gp'")
-    meta = metadata(result, "gan_leaderboard")
-    assert meta["versions_scored_now"] == 2 and meta["versions_from_cache"] == 4
-    assert {"fashion-cgan", "fashion-wgan-gp"} <= set(meta["champions"])
+    meta = metadata(extra, "gan_leaderboard")
+    assert meta["versions_scored_now"] == 4 and meta["versions_from_cache"] == 2
+    assert set(meta["champions"]) == {"fashion-dcgan", "fashion-cgan", "fashion-bigan",
+                                      "fashion-wgan-gp"}
     table = pd.read_csv(store / "evaluation" / "leaderboard.csv")
+    assert set(table["variant"].dropna()) >= {*VARIANTS, "EX6"}
+    assert table["frechet_distance"].notna().all() and table["fid_inception"].isna().all()
+    text = (store / "evaluation" / "leaderboard.md").read_text()
+    for model, group in table.groupby("model"):
+        best = int(group.sort_values(["frechet_distance", "version"]).iloc[0]["version"])
+        assert meta["champions"][model] == best
+        assert int(client.get_model_version_by_alias(model, "champion").version) == best
+        assert f"| {model.removeprefix('fashion-')}" in text
     row = table[table["model"] == "fashion-cgan"].iloc[0]
     assert 0.0 <= row["conditional_accuracy"] <= 1.0
 

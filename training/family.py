@@ -30,6 +30,9 @@ def register(cls: type["Family"]) -> type["Family"]:
     """Class decorator: make a family known by its name (CLI, assets, leaderboard)."""
     if cls.kind not in KINDS:
         raise ValueError(f"{cls.__name__}.kind must be one of {KINDS}, got {cls.kind!r}")
+    if isinstance(cls.in_demo, tuple) and not set(cls.in_demo) <= set(cls.variants):
+        raise ValueError(f"{cls.__name__}.in_demo names variants it does not have: "
+                         f"{sorted(set(cls.in_demo) - set(cls.variants))}")
     FAMILIES[cls.name] = cls
     return cls
 
@@ -60,9 +63,10 @@ class Family:
     losses: ClassVar[tuple[str, ...]] = ()  # the row step() returns, in order
     latent: ClassVar[str] = "normal"  # the prior of z (training.latent); a registry tag
     # One Dagster asset per variant: {asset suffix: config overrides}; {} = one asset named
-    # after the family. in_demo: trained by full_pipeline on the demo (else by train_job only).
+    # after the family. in_demo: trained by full_pipeline on the demo (else by train_job only):
+    # True for every variant, or a tuple naming the variants that are.
     variants: ClassVar[dict[str, dict]] = {}
-    in_demo: ClassVar[bool] = False
+    in_demo: ClassVar[bool | tuple[str, ...]] = False
     grid_names: ClassVar[tuple[str, ...]] = ("samples",)  # folders of per-step grids
     # the small-data options of GANConfig this family's step implements ("augment", "ema");
     # the others are refused when set (check_small_data), never silently ignored
@@ -87,6 +91,13 @@ class Family:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
         self.memory_format = (torch.channels_last if cfg.channels_last
                               else torch.contiguous_format)
+
+    @classmethod
+    def demo_variant(cls, variant: str) -> bool:
+        """Whether full_pipeline trains this variant (in_demo), not only train_job."""
+        if isinstance(cls.in_demo, tuple):
+            return variant in cls.in_demo
+        return cls.in_demo
 
     @classmethod
     def check_small_data(cls, cfg: Any) -> None:

@@ -71,7 +71,7 @@ class DetectorConfig(Config):
     variant: DetectorVariant = Field(
         default="demo_small", description="with weights='coco': one of the COCO variants; with "
                                           "a plain state-dict file: its variant")
-    steps: int = Field(default=300, ge=1, description="training steps (>= 1)")
+    steps: int = Field(default=200, ge=1, description="training steps (>= 1)")
     batch_size: int = Field(default=8, ge=1, description="photos per step (>= 1)")
     lr: float = Field(default=3e-3, gt=0.0, allow_inf_nan=False,
                       description="learning rate (> 0, finite)")

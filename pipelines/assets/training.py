@@ -4,8 +4,8 @@ leaderboard that crowns each family's champion.
 
 The Dagster config of each asset is generated from its family's config dataclass
 (training.config.option fields: help text and allowed values), so a new family needs no code
-here. full_pipeline trains the families marked in_demo (DCGAN's three variants and BiGAN);
-train_job trains every family.
+here. full_pipeline trains the variants marked in_demo (one model of each kind: DCGAN
+symmetric, CGAN, pix2pix packshot -> person); train_job trains every family.
 """
 
 import dataclasses
@@ -352,12 +352,13 @@ def family_asset(family: type[Family], variant: str, fixed: dict):
     # the docstring's first paragraph, which may wrap over several lines
     doc = " ".join((family.__doc__ or family.name).strip().split("\n\n")[0].split())
     registered = f"fashion-{family.name.replace('_', '-')}"
-    where = "full_pipeline and train_job" if family.in_demo else "train_job"
+    in_demo = family.demo_variant(variant)
+    where = "full_pipeline and train_job" if in_demo else "train_job"
 
     @asset(name=asset_name(family, variant),
            deps=[packshot_store, person_crops, attribute_classifier, *upstream_assets(family)],
            group_name="training", pool=POOL, op_tags=TRAINING_TAG,
-           tags={"fashion-gan/in-demo": str(family.in_demo).lower()},
+           tags={"fashion-gan/in-demo": str(in_demo).lower()},
            description=f"{doc}{f' Variant: {variant}.' if variant else ''} One MLflow run "
                        f"(params, losses per step, sample grids, loss curves, checkpoint, "
                        f"the shared metrics); registered as {registered}. Trained by {where}.")
@@ -371,15 +372,16 @@ def family_asset(family: type[Family], variant: str, fixed: dict):
 
 
 def build_family_assets() -> list[tuple]:
-    """(asset, family) for every registered family and variant."""
-    return [(family_asset(family, variant, fixed), family)
+    """(asset, family, variant) for every registered family and variant."""
+    return [(family_asset(family, variant, fixed), family, variant)
             for family in load_families().values()
             for variant, fixed in (family.variants or {"": {}}).items()]
 
 
 _built = build_family_assets()
-family_assets = [a for a, _ in _built]
-DEMO_ASSETS = [a for a, family in _built if family.in_demo]  # what full_pipeline trains
+family_assets = [a for a, _, _ in _built]
+# what full_pipeline trains: the demo set, one of each kind (Family.in_demo)
+DEMO_ASSETS = [a for a, family, variant in _built if family.demo_variant(variant)]
 ASSETS_BY_NAME = {a.key.path[-1]: a for a in family_assets}
 
 

@@ -155,6 +155,7 @@ class CGAN(LabelConditioned, ClassicGAN):
     name = "cgan"
     kind = "conditional"
     Config = ConditionalConfig
+    in_demo = True  # full_pipeline's conditional sampler
     losses = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake")
 
     def build_D(self):

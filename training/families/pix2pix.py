@@ -75,6 +75,7 @@ class Pix2Pix(Family):
     losses = ("d_real", "d_fake", "g_gan", "g_l1")
     variants = {"packshot_to_person": {"direction": "a2b"},
                 "person_to_packshot": {"direction": "b2a"}}
+    in_demo = ("packshot_to_person",)  # full_pipeline's translator
     data_store = "paired_images"
     measures = ("l1", "psnr", "ssim", "frechet_distance")
     main_measure = ("l1", "min")  # FD from the demo's 16 test outputs is too noisy to rank by
