@@ -24,6 +24,8 @@ from training.robustness import (
     garment_mask,
     head_loss,
     pgd,
+    pgd_counts,
+    pgd_right,
     sweep,
 )
 
@@ -225,6 +227,45 @@ def test_the_sweep_table_and_curves(trained, toy_store, tmp_path):
     assert table[(table["head"] == "color") & (table["eps"] == 0)]["n"].iloc[0] == 50
     png = curves_png(table, tmp_path / "curves.png")
     assert png.stat().st_size > 5000
+
+
+def test_the_sweeps_pgd_carries_what_broke_to_the_larger_eps(trained):
+    """An image broken inside a smaller ε-ball is broken inside every larger one: the sweep's
+    PGD never rises with ε, stays at or below the clean accuracy, and is at least as strong as
+    PGD at each ε alone (same noise: the generator draws the whole batch either way)."""
+    model, _, _ = trained
+    x, targets = toy_batch(96, seed=3)
+    eps_list = (0.0, 0.01, 0.02, 0.05, 0.1)
+    table = sweep(model, (x, targets), eps_list=eps_list[::-1], attacks=("pgd",), n=96,
+                  pgd_steps=3, batch_size=96, seed=5)
+    g = torch.Generator().manual_seed(5)
+    alone = {eps: pgd_counts(model, x, targets, eps, 3, generator=g)
+             for eps in eps_list if eps > 0}
+    for head in targets:
+        curve = table[table["head"] == head].set_index("eps")["accuracy"]
+        assert list(curve.index) == list(eps_list)
+        assert (curve.diff().dropna() <= 0).all(), curve
+        for eps, counts in alone.items():
+            right, known = counts[head]
+            assert curve[eps] <= right / known + 1e-9, (head, eps)
+    # what broke stays broken, and only images still right on some head are attacked
+    sizes = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, images):
+            sizes.append(len(images))
+            return self.net(images)
+
+    right = {c: r.clone() for c, r in pgd_right(model, x, targets, 0.0).items()}
+    for r in right.values():
+        r[10:] = False
+    after = pgd_right(Counting(), x, targets, 0.1, 3, right=right)
+    assert sizes and max(sizes) <= 10
+    assert not any(r[10:].any() for r in after.values())
 
 
 # ----- bad input -------------------------------------------------------------------------------

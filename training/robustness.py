@@ -9,10 +9,14 @@ heads it is scored on; unknown labels, -1, are left out), and every head is scor
 perturbed images. FGSM's direction sign(∇x loss) does not depend on ε, so a sweep computes it
 once per image and reuses it for every ε and for both FGSM variants; only PGD (Madry et al.:
 random start in the ε-ball, `steps` signed steps of α = 2.5 ε / steps, projection) costs a
-gradient per step and ε. The sweep's PGD (pgd_counts) counts an image as broken on a head as
+gradient per step and ε. The sweep's PGD (pgd_right) counts an image as broken on a head as
 soon as any iterate misclassifies it (the logits of each gradient pass are read for free), and
 drops an image from the batch once every known head is broken: at the larger ε most images
-leave after a step or two. The attack loss sums the heads' cross-entropies per image, so an
+leave after a step or two. The sweep runs PGD's ε in ascending order and carries what broke:
+an adversarial image inside a smaller ε-ball lies inside every larger one, so an image broken
+at ε stays broken at every larger ε without being attacked again (PGD's accuracy cannot rise
+with ε, and the larger ε cost less); the books start from the clean images, which lie in every
+ball. The attack loss sums the heads' cross-entropies per image, so an
 image's direction does not depend on the rest of its batch. Scoring runs under
 torch.inference_mode, in batches.
 
@@ -154,29 +158,36 @@ def pgd(model: nn.Module, images: torch.Tensor, targets: Targets, eps: float, st
     return (images + delta).detach()
 
 
-def pgd_counts(model: nn.Module, images: torch.Tensor, targets: Targets, eps: float,
-               steps: int = 10, alpha: float | None = None, mask: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, bf16: bool = False
-               ) -> dict[str, tuple[int, int]]:
-    """{head: (correct, known)} under PGD (as pgd: random start, `steps` signed steps of α,
-    projection), an image counting as broken on a head as soon as any iterate (the start
-    included) misclassifies it: each gradient pass's logits are checked, then the final
-    iterate's. Images broken on every known head leave the batch, so the cost falls with ε."""
+def pgd_right(model: nn.Module, images: torch.Tensor, targets: Targets, eps: float,
+              steps: int = 10, alpha: float | None = None, mask: torch.Tensor | None = None,
+              generator: torch.Generator | None = None, bf16: bool = False,
+              right: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """{head: (N,) bool}: the label is known and no PGD iterate (as pgd: random start, `steps`
+    signed steps of α, projection; the start included, each gradient pass's logits checked,
+    then the final iterate's) misclassifies the image. Images broken on every head leave the
+    batch, so the cost falls with ε. `right` (this result at a smaller ε on the same images)
+    carries over: an image broken inside a smaller ball is broken inside this one, so only
+    images still right on some head are attacked, and the accuracy cannot rise with ε."""
     (eps,) = check_eps(eps)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     known = {c: t != MISSING for c, t in targets.items()}
+    right = {c: known[c].clone() if right is None else right[c] & known[c] for c in known}
     if eps == 0:
-        return correct_counts(model, images, targets, bf16)
+        clean = correct_per_image(model, images, targets, bf16)
+        return {c: r & clean[c] for c, r in right.items()}
     alpha = 2.5 * eps / steps if alpha is None else alpha
     bound = 2 * eps
     m = as_mask(mask, images)
+    # the whole batch's noise is drawn, so the generator moves the same with or without `right`
     noise = torch.rand(images.shape, generator=generator).to(images.device)
-    delta = (images + (noise * 2 - 1) * bound * m).clamp(-1, 1) - images
-    right = {c: k.clone() for c, k in known.items()}  # still correct on every iterate so far
-    alive = torch.arange(len(images), device=images.device)
-    x0, t = images, targets
+    alive = torch.nonzero(torch.stack(list(right.values())).any(0)).flatten()
+    x0, t = images[alive], {c: v[alive] for c, v in targets.items()}
+    m = m[alive] if isinstance(m, torch.Tensor) else m
+    delta = (x0 + (noise[alive] * 2 - 1) * bound * m).clamp(-1, 1) - x0
     for k in range(steps + 1):
+        if not len(alive):
+            break
         if k < steps:
             grad, logits = input_gradient_and_logits(model, x0 + delta, t, bf16)
         else:
@@ -187,15 +198,22 @@ def pgd_counts(model: nn.Module, images: torch.Tensor, targets: Targets, eps: fl
         if k == steps:
             break
         keep = torch.stack([right[c][alive] for c in right]).any(0)
-        if not keep.any():
-            break
         if not keep.all():
             alive, x0, grad, delta = alive[keep], x0[keep], grad[keep], delta[keep]
             t = {c: v[keep] for c, v in t.items()}
             m = m[keep] if isinstance(m, torch.Tensor) else m
         delta = (delta + 2 * alpha * grad.sign()).clamp(-bound, bound) * m
         delta = (x0 + delta).clamp(-1, 1) - x0
-    return {c: (int(right[c].sum()), int(known[c].sum())) for c in right}
+    return right
+
+
+def pgd_counts(model: nn.Module, images: torch.Tensor, targets: Targets, eps: float,
+               steps: int = 10, alpha: float | None = None, mask: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, bf16: bool = False
+               ) -> dict[str, tuple[int, int]]:
+    """{head: (correct, known)} under PGD at one ε (pgd_right, counted)."""
+    return counted(pgd_right(model, images, targets, eps, steps, alpha, mask, generator, bf16),
+                   targets)
 
 
 def garment_mask(images: torch.Tensor, background: str = "auto",
@@ -230,16 +248,23 @@ def clothing_mask(labels: torch.Tensor | Any, size: int,
 
 
 @torch.inference_mode()
+def correct_per_image(model: nn.Module, images: torch.Tensor, targets: Targets,
+                      bf16: bool = False) -> dict[str, torch.Tensor]:
+    """{head: (N,) bool}: the label is known and predicted."""
+    with autocast(images.device, bf16):
+        logits = model(images)
+    return {c: (t != MISSING) & (logits[c].argmax(1) == t) for c, t in targets.items()}
+
+
+def counted(right: dict[str, torch.Tensor], targets: Targets) -> dict[str, tuple[int, int]]:
+    """{head: (correct, known)} from per-image booleans."""
+    return {c: (int(r.sum()), int((targets[c] != MISSING).sum())) for c, r in right.items()}
+
+
 def correct_counts(model: nn.Module, images: torch.Tensor, targets: Targets,
                    bf16: bool = False) -> dict[str, tuple[int, int]]:
     """{head: (correct, known)} on a batch."""
-    with autocast(images.device, bf16):
-        logits = model(images)
-    out = {}
-    for c, t in targets.items():
-        known = t != MISSING
-        out[c] = (int((logits[c].argmax(1)[known] == t[known]).sum()), int(known.sum()))
-    return out
+    return counted(correct_per_image(model, images, targets, bf16), targets)
 
 
 def sample_data(data: Any, columns: list[str], n: int, seed: int,
@@ -301,7 +326,8 @@ def sweep(model: nn.Module, data: Any, columns: Sequence[str] | None = None,
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device)
         t = {c: v[start:start + batch_size].to(device) for c, v in targets.items()}
-        clean = correct_counts(model, x, t, bf16)
+        clean_right = correct_per_image(model, x, t, bf16)
+        clean = counted(clean_right, t)
         direction = None
         if {"fgsm", "fgsm_garment"} & set(attacks) and any(e > 0 for e in eps_list):
             direction = input_gradient(model, x, t, bf16).sign()
@@ -309,8 +335,9 @@ def sweep(model: nn.Module, data: Any, columns: Sequence[str] | None = None,
         if "fgsm_garment" in attacks or ("pgd" in attacks and masks is not None):
             mask = (masks[start:start + batch_size].to(device) if masks is not None
                     else garment_mask(x, background))
+        right = clean_right  # PGD's books, carried from each ε to the next larger one
         for attack in attacks:
-            for eps in eps_list:
+            for eps in sorted(eps_list) if attack == "pgd" else eps_list:
                 if eps == 0:
                     add(attack, eps, clean)
                     continue
@@ -319,8 +346,9 @@ def sweep(model: nn.Module, data: Any, columns: Sequence[str] | None = None,
                 elif attack == "fgsm_garment":
                     adv = step(x, direction, eps, mask)
                 else:  # pgd: everywhere, like the plain FGSM it is compared with
-                    add(attack, eps, pgd_counts(model, x, t, eps, pgd_steps,
-                                                generator=generator, bf16=bf16))
+                    right = pgd_right(model, x, t, eps, pgd_steps, generator=generator,
+                                      bf16=bf16, right=right)
+                    add(attack, eps, counted(right, t))
                     continue
                 add(attack, eps, correct_counts(model, adv, t, bf16))
     model.train(was_training)
