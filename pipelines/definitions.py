@@ -57,13 +57,16 @@ train_job = define_asset_job(
     "train_job", selection=AssetSelection.groups("training", "evaluation"),
     description="Train every model family on the prepared datasets, logged to MLflow, then "
                 "the leaderboard.")
+# full_pipeline's training: the classifier, the demo set and what they read in group training
+# (the translator's paired_images); the weekly automation retrains the same assets
+demo_training = (AssetSelection.assets(training_assets.attribute_classifier,
+                                       *training_assets.DEMO_ASSETS).upstream()
+                 & AssetSelection.groups("training"))
 full_pipeline = define_asset_job(
     "full_pipeline",
-    # the demo set and what it reads (the translator's paired_images)
     selection=AssetSelection.assets(scrape_assets.raw_products)
     | AssetSelection.groups("catalogue", "model_images", "segmentation", "evaluation")
-    | AssetSelection.assets(training_assets.attribute_classifier,
-                            *training_assets.DEMO_ASSETS).upstream(),
+    | demo_training,
     partitions_def=shop_partitions,
     tags={"dagster/partition": "demo"},  # the demo shop end to end, with no argument needed
     description="The demo shop end to end: crawl -> catalogue -> labels -> splits -> front "
@@ -99,11 +102,8 @@ def catalogue_after_scrape(context, asset_event):
     return RunRequest(run_key=f"catalogue-after-{asset_event.run_id}")
 
 
-# what declarative automation retrains weekly when its inputs changed (full_pipeline's training
-# group: the classifier, the demo set and the translator's pairs)
-AUTOMATED_TRAINING = [a.key.to_user_string() for a in (
-    training_assets.attribute_classifier, translation_assets.paired_images,
-    *training_assets.DEMO_ASSETS)]
+# what declarative automation retrains weekly when its inputs changed: full_pipeline's training
+AUTOMATED_TRAINING = sorted(k.to_user_string() for k in demo_training.resolve(all_assets))
 
 
 def build_definitions(automation: bool | None = None, **resources) -> Definitions:

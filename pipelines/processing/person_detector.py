@@ -60,8 +60,9 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
         nn.ReLU(inplace=True))
 
 
-# The demo photos (320x480) are resized to 160x240 inside the model: at 240x360 training took
-# 3.2x as long for a mean held-out IoU of 0.904 against 0.892 (benchmarks/README.md). Files
+# The demo photos (320x480) are resized to 160x240 inside the model: 200 steps there train in
+# half the time of 300 at 240x360, for a mean held-out IoU of 0.896 against 0.904 and the same
+# recall (benchmarks/README.md, "Person detector"). Files
 # saved before the size was recorded were trained at LEGACY_DEMO_SMALL_SIZE.
 DEMO_SMALL_SIZE = {"min_size": 160, "max_size": 240}
 LEGACY_DEMO_SMALL_SIZE = {"min_size": 240, "max_size": 360}
