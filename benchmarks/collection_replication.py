@@ -8,8 +8,9 @@ and LSGAN by their sample grids only. Here each family is trained by training.lo
 demo profile (batch 32, ngf = ndf = 32, Adam 2e-4 / 0.5) on the chosen backbone, restored from
 its run folder and scored by the same training.evaluation.evaluate_generator the leaderboard
 uses (1,000 samples, the attribute classifier's feature space): Fréchet distance, KID,
-precision, recall, mode coverage (share of the category x colour classes the samples reach),
-and for the conditional families (CGAN, ACGAN) conditional accuracy. A family counts as
+precision, recall, mode coverage (share of the category x colour classes the samples reach;
+`mode_coverage_real`: of those the classifier finds among the real packshots), and for the
+conditional families (CGAN, ACGAN) conditional accuracy. A family counts as
 collapsed in a run when its samples reach fewer than 10% of the category x colour classes
 that the classifier finds among the real packshots (mode coverage < 0.1 x the real images'
 coverage, printed) — the study's "all samples look alike".
@@ -42,7 +43,7 @@ STORE = Path(__file__).resolve().parent.parent / "assets_store"
 FAMILIES = ("gan", "lsgan", "wgan", "wgan_gp", "dragan", "cgan", "acgan", "infogan", "ebgan",
             "began")
 COLUMNS = ("frechet_distance", "kid", "precision", "recall", "mode_coverage",
-           "conditional_accuracy", "images_per_s")
+           "mode_coverage_real", "conditional_accuracy", "images_per_s")
 COLLAPSE = 0.1  # coverage below this share of the real images' coverage = collapsed
 
 

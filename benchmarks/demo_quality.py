@@ -42,8 +42,14 @@ SETTINGS: dict[str, dict] = {
     "tc_hinge_sn_ema_600_sym": {"variant": "symmetric", "steps": 600, **SMALL_DATA},
     "tc_hinge_sn_600": {"variant": "augment", "steps": 600, **SMALL_DATA, "ema_decay": 0.0},
     "hinge_sn_ema_600": {"variant": "augment", "steps": 600, **SMALL_DATA, "augment": ""},
+    # ProGAN's minibatch standard deviation in D, against the collapse every setting above shows
+    "mbstd": {"variant": "symmetric", "minibatch_std": True},
+    "mbstd_augment": {"variant": "augment", "minibatch_std": True},
+    "mbstd_tc_ema_600": {"variant": "augment", "steps": 600, "minibatch_std": True,
+                         "augment": "translation,cutout", "ema_decay": 0.99, "ema_warmup": 100},
 }
-METRICS = ("frechet_distance", "kid", "precision", "recall", "mode_coverage", "wall_s")
+METRICS = ("frechet_distance", "kid", "precision", "recall", "mode_coverage",
+           "mode_coverage_real", "wall_s")
 
 
 def run(name: str, seed: int, args: argparse.Namespace) -> dict:

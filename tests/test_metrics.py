@@ -10,6 +10,7 @@ from training.metrics import (
     frechet_distance,
     kernel_inception_distance,
     mode_coverage,
+    mode_coverage_real,
     precision_recall,
 )
 
@@ -40,6 +41,15 @@ def test_mode_coverage_and_embed():
     assert mode_coverage(np.array([0, 0, 1]), np.array([0, 0, 2]), 7, 9) == 2 / 63
     feats = embed(lambda x: x.flatten(1), torch.zeros(5, 3, 2, 2), batch_size=2)
     assert feats.shape == (5, 12) and feats.dtype == np.float64
+
+
+def test_mode_coverage_real_counts_only_the_classes_of_the_real_images():
+    real_cat, real_col = np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2])  # 4 classes
+    # samples reach (0, 0) and (1, 1) of the real classes, and (5, 5), which no real image has
+    cat, col = np.array([0, 1, 5, 0]), np.array([0, 1, 5, 0])
+    assert mode_coverage_real(cat, col, real_cat, real_col) == 2 / 4
+    assert mode_coverage_real(real_cat, real_col, real_cat, real_col) == 1.0
+    assert mode_coverage_real(cat, col, np.array([], int), np.array([], int)) == 0.0
 
 
 def test_label_targets():

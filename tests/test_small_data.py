@@ -1,4 +1,5 @@
-"""Small-data GAN tools: DiffAugment, the generator's moving average, hinge loss, spectral norm."""
+"""Small-data GAN tools: DiffAugment, the generator's moving average, hinge loss, spectral norm,
+the minibatch standard deviation."""
 
 import json
 
@@ -12,7 +13,7 @@ from training.ema import EMA
 from training.families.dcgan import DCGAN, DCGANConfig
 from training.family import get_family
 from training.loop import train
-from training.models.dcgan import define_D, define_G
+from training.models.dcgan import MinibatchStd, define_D, define_G
 
 
 def tiny(**kw) -> DCGANConfig:
@@ -182,10 +183,27 @@ def test_spectral_norm_on_every_convolution_of_d():
     assert not any(nn.utils.parametrize.is_parametrized(m) for m in plain.modules())
 
 
+def test_minibatch_std_tells_a_collapsed_batch_from_a_varied_one():
+    x = torch.randn(4, 8, 4, 4)
+    out = MinibatchStd()(x)
+    assert out.shape == (4, 9, 4, 4) and torch.equal(out[:, :8], x)
+    assert out[:, 8].unique().numel() == 1 and out[0, 8, 0, 0] > 0.5
+    collapsed = MinibatchStd()(x[:1].expand(4, -1, -1, -1))
+    assert collapsed[:, 8].abs().max() == 0
+    net = define_D(3, 8, minibatch_std=True)
+    assert net(torch.randn(5, 3, 64, 64)).shape == (5,)
+    # off, D keeps the plain DCGAN layout, so checkpoints written before the option still load
+    assert [k for k in define_D(3, 8).state_dict() if k.endswith("weight")] == [
+        "main.0.weight", "main.2.weight", "main.3.weight", "main.5.weight", "main.6.weight",
+        "main.8.weight", "main.9.weight", "main.11.weight"]
+    assert not any(isinstance(m, MinibatchStd) for m in define_D(3, 8).modules())
+
+
 @pytest.mark.parametrize("variant", ["baseline", "symmetric"])
 def test_augmented_hinge_sn_ema_run_trains(variant, colour_store, tmp_path):
     cfg = tiny(variant=variant, augment="color,translation,cutout", augment_p=0.8,
-               loss="hinge", spectral_norm=True, ema_decay=0.9, ema_warmup=2, bf16=True)
+               loss="hinge", spectral_norm=True, ema_decay=0.9, ema_warmup=2, bf16=True,
+               minibatch_std=True)
     summary = train("dcgan", cfg, colour_store, tmp_path)
     rows = [json.loads(x) for x in (tmp_path / "losses.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and summary["steps_run"] == 4

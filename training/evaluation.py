@@ -20,6 +20,7 @@ from training.metrics import (
     frechet_distance,
     kernel_inception_distance,
     mode_coverage,
+    mode_coverage_real,
     precision_recall,
     symmetry_error,
 )
@@ -105,8 +106,9 @@ def evaluate_generator(netG: torch.nn.Module, tags: dict | int, data: H5ImageDat
                        n: int = 1000, seed: int = 0,
                        inception: torch.nn.Module | None = None) -> dict[str, float]:
     """Fréchet distance, KID, precision/recall against the real images, mode coverage
-    (category x colour classes the classifier finds in n samples), symmetry error (of the
-    samples at their own size, and of the real images); for a conditional sampler the
+    (category x colour classes the classifier finds in n samples: as a share of the
+    vocabulary's, and `mode_coverage_real` of those it finds among the real images), symmetry
+    error (of the samples at their own size, and of the real images); for a conditional sampler the
     conditional accuracy; with an Inception feature net (training.features.inception_pool3)
     also the standard FID and KID.
 
@@ -124,6 +126,8 @@ def evaluate_generator(netG: torch.nn.Module, tags: dict | int, data: H5ImageDat
     # the heads read the features already computed: one classifier pass over the samples
     feats = torch.from_numpy(f_fake).float().to(dev)
     predicted = {c: head(feats).argmax(1).cpu() for c, head in classifier.heads.items()}
+    feats = torch.from_numpy(f_real).float().to(dev)
+    predicted_real = {c: head(feats).argmax(1).cpu() for c, head in classifier.heads.items()}
     classifier.to(home)
     precision, recall = precision_recall(f_real, f_fake[:len(f_real) * 2])
     metrics = {
@@ -137,6 +141,9 @@ def evaluate_generator(netG: torch.nn.Module, tags: dict | int, data: H5ImageDat
         metrics["mode_coverage"] = mode_coverage(
             predicted["category"].numpy(), predicted["color"].numpy(),
             len(values["category"]), len(values["color"]))
+        metrics["mode_coverage_real"] = mode_coverage_real(
+            predicted["category"].numpy(), predicted["color"].numpy(),
+            predicted_real["category"].numpy(), predicted_real["color"].numpy())
     if requested is not None:
         metrics.update(conditional_accuracy(predicted, requested, tags, values))
     if inception is not None:

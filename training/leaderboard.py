@@ -33,7 +33,7 @@ from training.datasets import H5ImageDataset
 from training.evaluation import evaluate_generator, generate, to_rgb_size
 from training.models.classifier import AttributeClassifier
 
-METRICS = ["frechet_distance", "kid", "precision", "recall", "mode_coverage",
+METRICS = ["frechet_distance", "kid", "precision", "recall", "mode_coverage", "mode_coverage_real",
            "symmetry_error_generated", "symmetry_error_real", "conditional_accuracy",
            "conditional_unmapped", "fid_inception", "kid_inception"]
 COLUMNS = ["model", "version", "variant", "kind", *METRICS, "classifier", "run_id"]
@@ -47,10 +47,12 @@ SAMPLING_TAGS = ("nz", "latent", "label_columns", "label_sizes", "label_values",
 # the markdown table: short headers that fit the Dagster asset page, and their formats
 SHORT = {"model": "model", "version": "ver", "variant": "variant", "frechet_distance": "FD",
          "kid": "KID", "precision": "prec", "recall": "recall", "mode_coverage": "cover",
+         "mode_coverage_real": "cover_real",
          "symmetry_error_generated": "sym", "conditional_accuracy": "cond_acc",
          "fid_inception": "FID_incep"}
 FORMATS = {"frechet_distance": "{:.1f}", "kid": "{:.3f}", "precision": "{:.2f}",
-           "recall": "{:.2f}", "mode_coverage": "{:.2f}", "symmetry_error_generated": "{:.3f}",
+           "recall": "{:.2f}", "mode_coverage": "{:.2f}",
+           "mode_coverage_real": "{:.2f}", "symmetry_error_generated": "{:.3f}",
            "conditional_accuracy": "{:.2f}", "fid_inception": "{:.1f}"}
 MISSING = "–"
 SAMPLERS = ("sampler", "conditional")  # the kinds the leaderboard can sample (tag `kind`)
@@ -266,7 +268,8 @@ def markdown(table: pd.DataFrame, champions: dict[str, int]) -> str:
     space = f"the feature space of {', '.join(judges)}" if judges else \
         "the attribute classifier's feature space"
     legend = [f"FD, KID, prec, recall: in {space}",
-              "cover: share of the category x colour classes found in the samples",
+              "cover: share of the category x colour classes found in the samples; "
+              "cover_real: share of those the classifier finds among the real images",
               "sym: symmetry error of the samples"
               + (f" (real images: {real.iloc[0]:.3f})" if len(real) else ""),
               "cond_acc: share of samples in which the classifier recognises the requested "

@@ -112,6 +112,7 @@ def asset_config_class(family: type[Family], fixed: dict) -> type[GANAssetConfig
         if typing.get_origin(base) in (list, tuple) or base in (list, tuple):
             base = list[str]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = family.Config.PROFILES.get("demo", {}).get(f.name, default)
         choices = f" (one of {', '.join(map(str, meta['choices']))})" \
             if meta.get("choices") else ""
         constraints = {k: meta[k] for k in ("ge", "gt", "le", "lt") if meta.get(k) is not None}

@@ -46,6 +46,8 @@ class DCGANConfig(GANConfig):
     loss: str = option("bce", "adversarial loss: bce (the paper's, non-saturating for G) or "
                        "hinge (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z)))",
                        choices=GAN_LOSSES)
+    minibatch_std: bool = option(False, "a minibatch standard-deviation map before D's last "
+                                 "convolution (ProGAN), against mode collapse")
     spectral_norm: bool = option(False, "spectral normalisation of D's convolutions (D then "
                                  "has no batch norm, as SNGAN's)")
 
@@ -81,7 +83,8 @@ class DCGAN(Family):
     def build(self) -> None:
         cfg = self.cfg
         self.netG = self.to_device(define_G(cfg.nz, cfg.ngf))
-        self.netD = self.to_device(define_D(3, cfg.ndf, spectral_norm=cfg.spectral_norm))
+        self.netD = self.to_device(define_D(3, cfg.ndf, spectral_norm=cfg.spectral_norm,
+                                            minibatch_std=cfg.minibatch_std))
         self.modules = {"netG": self.netG, "netD": self.netD}
         self.optimizers = {"optG": self.adam(self.netG), "optD": self.adam(self.netD)}
         self.ema = EMA(self.netG, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay else None

@@ -67,16 +67,29 @@ class Generator(nn.Module):
         return self.main(z)
 
 
+class MinibatchStd(nn.Module):
+    """Appends one feature map: the standard deviation of each feature over the batch,
+    averaged to one number (Karras et al., 2018, ProGAN's minibatch standard deviation). A batch
+    of near-identical samples has a small one, so D can tell a collapsed G from the data."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        std = x.float().std(dim=0, unbiased=False).mean().to(x.dtype)
+        return torch.cat([x, std.expand(x.shape[0], 1, *x.shape[2:])], 1)
+
+
 class Discriminator(nn.Module):
     """image (N, nc, 64, 64) -> logit (N,). With spectral_norm, every convolution's weight is
     divided by its largest singular value (Miyato et al., 2018) and, as in their SNGAN
-    discriminator, batch norm is left out: D's Lipschitz bound then comes from SN alone."""
+    discriminator, batch norm is left out: D's Lipschitz bound then comes from SN alone. With
+    minibatch_std, the 4x4 features get MinibatchStd's extra map before the last convolution."""
 
-    def __init__(self, nc: int = 3, ndf: int = 64, spectral_norm: bool = False):
+    def __init__(self, nc: int = 3, ndf: int = 64, spectral_norm: bool = False,
+                 minibatch_std: bool = False):
         super().__init__()
         self.main = nn.Sequential(
             *downsampling_trunk(nc, ndf, batch_norm=not spectral_norm),
-            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),  # 1x1
+            *([MinibatchStd()] if minibatch_std else []),
+            nn.Conv2d(ndf * 8 + int(minibatch_std), 1, 4, 1, 0, bias=False),  # 1x1
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,8 +102,9 @@ def define_G(nz: int = 100, ngf: int = 64, nc: int = 3) -> Generator:
     return net
 
 
-def define_D(nc: int = 3, ndf: int = 64, spectral_norm: bool = False) -> Discriminator:
-    net = Discriminator(nc, ndf, spectral_norm)
+def define_D(nc: int = 3, ndf: int = 64, spectral_norm: bool = False,
+             minibatch_std: bool = False) -> Discriminator:
+    net = Discriminator(nc, ndf, spectral_norm, minibatch_std)
     net.apply(weights_init)
     if spectral_norm:  # after the init: SN rescales whatever weights it is given
         for m in net.modules():
