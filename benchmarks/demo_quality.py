@@ -47,6 +47,9 @@ SETTINGS: dict[str, dict] = {
     "mbstd_augment": {"variant": "augment", "minibatch_std": True},
     "mbstd_tc_ema_600": {"variant": "augment", "steps": 600, "minibatch_std": True,
                          "augment": "translation,cutout", "ema_decay": 0.99, "ema_warmup": 100},
+    "mbstd_tc_hinge_sn_ema_600": {"variant": "augment", "steps": 600, **SMALL_DATA,
+                                  "minibatch_std": True},
+    "mbstd_sym_600": {"variant": "symmetric", "steps": 600, "minibatch_std": True},
 }
 METRICS = ("frechet_distance", "kid", "precision", "recall", "mode_coverage",
            "mode_coverage_real", "wall_s")

@@ -9,11 +9,13 @@ from torch import nn
 from training.datasets import H5ImageDataset
 from training.evaluation import evaluate_generator
 from training.leaderboard import (
+    MetricsClassifier,
     champion_grid,
     file_digest,
     markdown,
     read_scores,
     score_registered,
+    score_version,
     set_champions,
     write_scores,
 )
@@ -164,3 +166,52 @@ def test_each_version_is_scored_once(tmp_path, judge):
                          tmp_path / "champions.png", n=4)
     image = Image.open(grid)
     assert image.width >= 2 * 2 * 64 and image.height > 2 * 64
+
+
+def test_a_version_scored_by_its_training_asset_is_not_scored_again(tmp_path, judge):
+    """score_version (what a training asset calls after registering) puts the registered
+    version's scores in the leaderboard's cache under the key score_registered looks up: the
+    leaderboard takes them, with the same figures; other settings score it anew."""
+    import mlflow
+
+    from training.tracking import log_generator, mlflow_run
+
+    classifier, values, data = judge
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with mlflow_run("register", uri, str(tmp_path / "artifacts")):
+        version = log_generator(Painter(4, (WHITE, BLACK)), "cgan", 4, PAINTER_TAGS)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    cache = tmp_path / "scores.parquet"
+    clf = MetricsClassifier(classifier, values, "fashion-classifier-multihead v1", "clf-1")
+    scores = score_version(client, "fashion-cgan", version, data, clf, 32, 0, cache, "data-1")
+    assert scores["conditional_accuracy"] >= 0.9
+
+    def board(n=32):
+        return score_registered(client, data, classifier, values, n, 20, 0, None, cache,
+                                "clf-1", "data-1", classifier_name=clf.name)
+
+    table, counts = board()
+    assert counts == {"scored": 0, "cached": 1}
+    row = table.set_index("model").loc["fashion-cgan"]
+    assert row["frechet_distance"] == scores["frechet_distance"]
+    assert row["classifier"] == "fashion-classifier-multihead v1"
+    _, counts = board(n=24)  # another sample count: scored by the leaderboard itself
+    assert counts == {"scored": 1, "cached": 0}
+
+
+def test_concurrent_writers_keep_every_row(tmp_path):
+    """Training assets of one train_job add their scores side by side: none is lost."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = tmp_path / "scores.parquet"
+    with ProcessPoolExecutor(4) as pool:
+        list(pool.map(write_one, [(path, i) for i in range(16)]))
+    assert sorted(read_scores(path)["version"]) == list(range(16))
+
+
+def write_one(args) -> None:
+    path, version = args
+    write_scores(path, [{"model": "fashion-x", "version": version, "run_id": "",
+                         "classifier_id": "c", "data_id": "d", "samples": 8, "seed": 0,
+                         "inception_id": "", "tags_id": "t", "classifier": "",
+                         "frechet_distance": float(version)}])

@@ -9,7 +9,8 @@ deprecated).
 Scores are kept in a table in the store (`cache`, parquet or CSV), one row per (model, version,
 run id, classifier id, data id, samples, seed, inception id, sampling tags id, classifier): a
 rerun pays only for new versions, or for all of them when the classifier, the data or the
-settings change.
+settings change. A training asset scores the version it registers the same way
+(score_version), so with the same samples and seed the leaderboard scores nothing twice.
 
 The classifier is the registry's (metrics_classifier): the best `champion` among the
 fashion-classifier-* models that have the category and colour heads, loaded from its version's
@@ -23,6 +24,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +86,32 @@ def read_scores(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+@contextmanager
+def locked(path: Path):
+    """An exclusive lock on `path`'s hidden lock file while the block runs: training assets
+    running side by side in train_job each add their version's scores, and without it one
+    read-merge-write could drop the other's row."""
+    import fcntl
+
+    with path.with_name(f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def write_scores(path: Path, rows: list[dict]) -> None:
     """Merge rows into the score table (a newer row replaces one with the same key), written
-    to a temporary file and renamed, so a crash or a concurrent reader never sees half a file."""
+    to a temporary file and renamed, so a crash or a concurrent reader never sees half a file,
+    under a lock, so concurrent writers never drop each other's rows."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path):
+        merge_scores(path, rows)
+
+
+def merge_scores(path: Path, rows: list[dict]) -> None:
     old = read_scores(path) if path.exists() else pd.DataFrame()
     table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
     # a cache written before a key column existed has it empty (its rows match nothing now)
@@ -152,6 +175,36 @@ def version_tags(client, version) -> dict:
     return tags
 
 
+def score_key(version, tags: dict, classifier: MetricsClassifier, data_id: str, n: int,
+              seed: int, inception_id: str = "") -> dict:
+    """The cache key of one version's scores: what they depend on (KEY). The training asset
+    that registers a version and the leaderboard build it the same way, so a version its asset
+    scored is not scored again."""
+    return {"model": version.name, "version": int(version.version),
+            "run_id": version.run_id or "", "classifier_id": classifier.id, "data_id": data_id,
+            "samples": int(n), "seed": int(seed), "inception_id": inception_id,
+            "tags_id": tags_id(tags), "classifier": classifier.name}
+
+
+def score_version(client, name: str, version: str, data: H5ImageDataset,
+                  classifier: MetricsClassifier, n: int, seed: int, cache: Path | str,
+                  data_id: str, inception=None, inception_id: str = "") -> dict[str, float]:
+    """Load one registered generator back from the registry (what users load), score it as the
+    leaderboard does, and keep the scores in `cache` under score_key: the training asset calls
+    this right after registering, so the leaderboard finds the version scored."""
+    import mlflow
+
+    v = client.get_model_version(name, str(version))
+    tags = version_tags(client, v)
+    netG = mlflow.pytorch.load_model(f"models:/{name}/{v.version}")
+    scores = evaluate_generator(netG, tags, data, classifier.net, classifier.values, n=n,
+                                seed=seed, inception=inception)
+    key = score_key(v, tags, classifier, data_id, n, seed,
+                    inception_id if inception is not None else "")
+    write_scores(cache, [{**key, **scores}])
+    return scores
+
+
 def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifier,
                      values: dict, n: int, max_versions: int, seed: int, inception,
                      cache: Path | str, classifier_id: str, data_id: str,
@@ -173,8 +226,8 @@ def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifi
     cache = Path(cache)
     known = {tuple(row.get(k, "") for k in KEY): row
              for row in read_scores(cache).to_dict("records")}
-    settings = {"classifier_id": classifier_id, "data_id": data_id, "samples": int(n),
-                "seed": int(seed), "inception_id": inception_id if inception is not None else ""}
+    judge = MetricsClassifier(classifier, values, classifier_name, classifier_id)
+    inception_id = inception_id if inception is not None else ""
     rows, counts = [], {"scored": 0, "cached": 0}
     for model in client.search_registered_models("name LIKE 'fashion-%'"):
         versions = sorted(client.search_model_versions(f"name='{model.name}'"),
@@ -185,9 +238,8 @@ def score_registered(client, data: H5ImageDataset, classifier: AttributeClassifi
                 if log:
                     log(f"{model.name} version {v.version} is a {tags['kind']}: not sampled")
                 continue
-            key = {"model": model.name, "version": int(v.version), "run_id": v.run_id or "",
-                   **settings, "tags_id": tags_id(tags), "classifier": classifier_name}
-            cached = known.get(tuple(key.values()))
+            key = score_key(v, tags, judge, data_id, n, seed, inception_id)
+            cached = known.get(tuple(key[k] for k in KEY))
             if cached is not None:
                 scores = {k: x for k, x in cached.items() if k not in KEY and pd.notna(x)}
                 counts["cached"] += 1

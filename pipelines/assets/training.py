@@ -35,7 +35,6 @@ from pipelines.resources import MLflowResource, StorageResource
 from training.classifier import register_attribute_classifier, save_classifier, train_classifier
 from training.cli import config_fields
 from training.datasets import open_dataset
-from training.evaluation import evaluate_generator
 from training.families.classifier import (
     register_classifier,
     registered_name,
@@ -51,6 +50,7 @@ from training.leaderboard import (
     markdown,
     metrics_classifier,
     score_registered,
+    score_version,
     set_champions,
 )
 from training.lineage import lineage_tags
@@ -64,7 +64,8 @@ GENERATOR_KINDS = ("sampler", "conditional")
 class EvaluationConfig(Config):
     eval_samples: int = Field(1000, ge=10, description="generated images the metrics use")
     # the leaderboard's default seed and sample count: a version's figures on its asset page,
-    # in its MLflow run and on the leaderboard are one computation on the same samples
+    # in its MLflow run and on the leaderboard are one computation on the same samples (the
+    # asset scores the registered version into the leaderboard's cache)
     eval_seed: int = Field(0, ge=0, description="seed of the generated images the metrics use")
     # the standard FID's Inception weights (training.features.INCEPTION_URL), a local file;
     # empty: the metrics use the attribute classifier's feature space only
@@ -267,10 +268,6 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
                                        log=context.log.info)
             mlflow_lib.log_param("classifier", judge.name)
             mlflow_lib.set_tag("classifier", judge.name)
-            scores = evaluate_generator(
-                model.sampler(), version_tags, open_dataset(storage.layout.packshots),
-                judge.net, judge.values, n=config.eval_samples, seed=config.eval_seed,
-                inception=inception_net(config))
         elif version_tags["kind"] == "translator":  # on its test split, by what it is for
             judge = metrics_classifier(mlflow_lib.MlflowClient(), classifier_path(storage),
                                        log=context.log.info)
@@ -303,6 +300,15 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
             version = log_generator(model.sampler(), registered.removeprefix("fashion-"),
                                     int(version_tags["nz"]), version_tags,
                                     version_tags["latent"])
+            # the registered version, loaded back, scored once: the leaderboard finds these
+            # scores in its cache when its samples, seed and classifier are the same
+            scores = score_version(
+                mlflow_lib.MlflowClient(), registered, version,
+                open_dataset(storage.layout.packshots), judge, config.eval_samples,
+                config.eval_seed, storage.layout.scores, file_digest(storage.layout.packshots),
+                inception_net(config), file_digest(config.inception_weights)
+                if config.inception_weights else "")
+            mlflow_lib.log_metrics(scores)
     resumed = summary.get("resumed_from", 0)
     context.log.info(f"{name}: {summary['images_per_s']} images/s, "
                      f"{f'resumed from step {resumed}, ' if resumed else ''}"
@@ -414,7 +420,8 @@ def leaderboard_metrics(table, champions: dict[str, int]) -> dict[str, float]:
        pool="gan_leaderboard",
        description="Every registered generator (fashion-*) loaded from MLflow and scored with "
                    "the same metrics, once per (version, classifier, data): scores are kept "
-                   "in evaluation/scores.parquet, so a run pays only for new versions. Alias "
+                   "in evaluation/scores.parquet, where each training asset already put its "
+                   "version's, so a run pays only for versions nobody scored. Alias "
                    "`champion` on each family's best version by Fréchet distance. "
                    "evaluation/leaderboard.md, evaluation/champions.png")
 def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
@@ -433,7 +440,7 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
         mlflow_lib.log_param("classifier", judge.name)
         table, counts = score_registered(
             client, data, judge.net, judge.values, config.samples, config.max_versions,
-            config.seed, inception_net(config), cache=out_dir / "scores.parquet",
+            config.seed, inception_net(config), cache=storage.layout.scores,
             classifier_id=judge.id, data_id=file_digest(data_file),
             inception_id=file_digest(config.inception_weights)
             if config.inception_weights else "", log=context.log.info,
