@@ -108,22 +108,18 @@ def write_scores(path: Path, rows: list[dict]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path):
-        merge_scores(path, rows)
-
-
-def merge_scores(path: Path, rows: list[dict]) -> None:
-    old = read_scores(path) if path.exists() else pd.DataFrame()
-    table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
-    # a cache written before a key column existed has it empty (its rows match nothing now)
-    table = table.fillna({k: "" for k in TEXT_KEYS if k in table})
-    table = table.drop_duplicates([k for k in KEY if k in table], keep="last")
-    table = table.reset_index(drop=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if path.suffix == ".csv":
-        table.to_csv(tmp, index=False)
-    else:
-        table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+        old = read_scores(path) if path.exists() else pd.DataFrame()
+        table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+        # a cache written before a key column existed has it empty (its rows match nothing now)
+        table = table.fillna({k: "" for k in TEXT_KEYS if k in table})
+        table = table.drop_duplicates([k for k in KEY if k in table], keep="last")
+        table = table.reset_index(drop=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        if path.suffix == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
 
 
 # mode coverage counts category x colour classes: a feature space without those heads (a

@@ -94,9 +94,9 @@ def mode_coverage(categories: np.ndarray, colors: np.ndarray, n_categories: int,
 def mode_coverage_real(categories: np.ndarray, colors: np.ndarray, real_categories: np.ndarray,
                        real_colors: np.ndarray) -> float:
     """Share of the category x colour classes found among the real images that the samples
-    reach. The vocabulary's product counts classes no garment of the data has (the demo
-    packshots themselves reach 43% of it), so this is the coverage a perfect sampler scores 1
-    on."""
+    reach. The vocabulary's product counts classes no garment of the data has (the real
+    images themselves reach only part of it), so this is the coverage a perfect sampler scores
+    1 on."""
     real = set(zip(real_categories.tolist(), real_colors.tolist(), strict=True))
     found = set(zip(categories.tolist(), colors.tolist(), strict=True))
     return len(found & real) / len(real) if real else 0.0

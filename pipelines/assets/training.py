@@ -184,6 +184,11 @@ def inception_net(config: EvaluationConfig):
     return inception_pool3(config.inception_weights) if config.inception_weights else None
 
 
+def inception_id(config: EvaluationConfig) -> str:
+    """The score cache's inception_id: the digest of the configured weights file, or empty."""
+    return file_digest(config.inception_weights) if config.inception_weights else ""
+
+
 def unfinished_parents(context: AssetExecutionContext) -> list[DagsterRun]:
     """This run's parents, nearest first, back while they did not succeed: the runs whose killed
     or failed step a re-execution takes over."""
@@ -306,8 +311,7 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
                 mlflow_lib.MlflowClient(), registered, version,
                 open_dataset(storage.layout.packshots), judge, config.eval_samples,
                 config.eval_seed, storage.layout.scores, file_digest(storage.layout.packshots),
-                inception_net(config), file_digest(config.inception_weights)
-                if config.inception_weights else "")
+                inception_net(config), inception_id(config))
             mlflow_lib.log_metrics(scores)
     resumed = summary.get("resumed_from", 0)
     context.log.info(f"{name}: {summary['images_per_s']} images/s, "
@@ -442,8 +446,7 @@ def gan_leaderboard(context: AssetExecutionContext, config: LeaderboardConfig,
             client, data, judge.net, judge.values, config.samples, config.max_versions,
             config.seed, inception_net(config), cache=storage.layout.scores,
             classifier_id=judge.id, data_id=file_digest(data_file),
-            inception_id=file_digest(config.inception_weights)
-            if config.inception_weights else "", log=context.log.info,
+            inception_id=inception_id(config), log=context.log.info,
             classifier_name=judge.name)
         champions = set_champions(client, table)
         text = markdown(table, champions)
