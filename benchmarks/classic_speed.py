@@ -58,10 +58,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.machine import cpu_model  # noqa: E402
 from pipelines.processing.h5store import write_image_store  # noqa: E402
-from training.classic import gradient_penalty, target_size  # noqa: E402
+from training.classic import target_size  # noqa: E402
 from training.datasets import H5ImageDataset  # noqa: E402
 from training.family import get_family  # noqa: E402
 from training.loop import train  # noqa: E402
+from training.losses import gradient_penalty  # noqa: E402
 from training.models.classic import define_autoencoder_D, define_D, define_G  # noqa: E402
 
 FAMILIES = ("gan", "cgan", "infogan", "acgan", "ebgan", "began", "wgan", "wgan_gp", "dragan",
@@ -262,7 +263,7 @@ def plain_family(name: str, cfg, size: int, channels: int, sizes: list[int],
         return torch.rand(n, nz, 1, 1, device=device) * 2 - 1
 
     if name in ("gan", "lsgan", "dragan"):
-        norm = cfg.critic_norm if name == "dragan" else "batch"
+        norm = cfg.d_norm
         netG = define_G(bb, nz, size, channels, ngf).to(device)
         netD = define_D(bb, size, channels, ndf, norm=norm).to(device)
         optG, optD = adam(netG), adam(netD)
@@ -292,7 +293,7 @@ def plain_family(name: str, cfg, size: int, channels: int, sizes: list[int],
     if name in ("wgan", "wgan_gp"):
         netG = define_G(bb, nz, size, channels, ngf).to(device)
         netD = define_D(bb, size, channels, ndf,
-                        norm=cfg.critic_norm if name == "wgan_gp" else "batch").to(device)
+                        norm=cfg.d_norm).to(device)
         if name == "wgan":
             optG = torch.optim.RMSprop(netG.parameters(), lr=cfg.lr)
             optD = torch.optim.RMSprop(netD.parameters(), lr=cfg.lr)

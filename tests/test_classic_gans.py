@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from training.classic import gradient_penalty
 from training.datasets import open_dataset
 from training.families.dragan import perturbed
 from training.family import get_family
 from training.latent import sampler_inputs
 from training.loop import train
+from training.losses import gradient_penalty
 from training.models.classic import SUPPORTED_SIZES, define_autoencoder_D, define_D, define_G
 
 FAMILIES = ("gan", "lsgan", "wgan", "wgan_gp", "dragan")

@@ -1,5 +1,5 @@
-"""Small-data GAN tools: DiffAugment, the generator's moving average, hinge loss, spectral norm,
-the minibatch standard deviation."""
+"""Small-data GAN tools: DiffAugment, the generator's moving average, the R1 penalty and D's
+normalisation, hinge loss, spectral norm, the minibatch standard deviation."""
 
 import json
 
@@ -13,6 +13,7 @@ from training.ema import EMA
 from training.families.dcgan import DCGAN, DCGANConfig
 from training.family import get_family
 from training.loop import train
+from training.losses import r1_penalty
 from training.models.dcgan import MinibatchStd, define_D, define_G
 
 
@@ -155,6 +156,49 @@ def test_classic_families_take_the_tools_and_resume_exactly(name, colour_store, 
                                              if name == "acgan" else {})),
                       colour_store, tmp_path / "plain")
         assert plain["final_losses"] != straight["final_losses"]
+
+
+# ----- R1 and D's normalisation --------------------------------------------------------------
+def test_r1_penalty_is_the_squared_gradient_norm_and_trains_the_critic():
+    """D(x) = Σ w·x has ∇ₓD = w for every image: the penalty is ‖w‖², and its gradient
+    reaches w (2w), so the penalty flattens D."""
+    w = nn.Parameter(torch.randn(1, 3, 4, 4))
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731
+    penalty = r1_penalty(critic, torch.randn(5, 3, 4, 4))
+    assert penalty.item() == pytest.approx(w.pow(2).sum().item(), rel=1e-5)
+    penalty.backward()
+    assert torch.allclose(w.grad, 2 * w.detach())
+
+
+@pytest.mark.parametrize("name", ["gan", "cgan", "lsgan", "acgan", "infogan", "dcgan"])
+def test_r1_changes_d_and_resumes_exactly(name, colour_store, tmp_path):
+    """Every family that declares R1 adds it to D's loss (the run differs from one without),
+    with D's normalisation off where the family has the option, and a run split by a
+    checkpoint equals a straight one."""
+    def cfg(**kw):
+        if name == "dcgan":
+            return tiny(**kw)
+        extra = {"label_columns": ["color"]} if name in ("cgan", "acgan") else {}
+        return classic(name, d_norm="none", **extra, **kw)
+
+    straight = train(name, cfg(r1_gamma=5.0), colour_store, tmp_path / "straight")
+    train(name, cfg(r1_gamma=5.0, steps=2), colour_store, tmp_path / "resumed")
+    assert train(name, cfg(r1_gamma=5.0), colour_store,
+                 tmp_path / "resumed")["final_losses"] == straight["final_losses"]
+    train(name, cfg(), colour_store, tmp_path / "plain")
+    d_r1, d_plain = (torch.load(tmp_path / run / "checkpoint.pt",
+                                weights_only=True)["modules"]["netD"]
+                     for run in ("straight", "plain"))
+    assert any(not torch.equal(v, d_plain[k]) for k, v in d_r1.items())
+    if name != "dcgan":  # d_norm none: no batch norm
+        assert not any("running_mean" in k for k in d_r1)
+
+
+def test_r1_is_refused_where_the_critic_has_its_own_penalty_or_clipping(tmp_path):
+    for name in ("wgan", "wgan_gp", "dragan", "ebgan", "bigan"):
+        with pytest.raises(ValueError, match=f"{name} does not implement r1_gamma; families "
+                                             "that do: .*gan"):
+            train(name, get_family(name).Config(r1_gamma=1.0), "unused.h5", tmp_path)
 
 
 # ----- hinge loss and spectral norm ---------------------------------------------------------

@@ -20,7 +20,10 @@ through `self.D` (D itself, or D behind the DiffAugment policy `augment`, the sa
 real and generated images in D's update and in G's), and with `ema_decay` every update of G's
 optimiser also moves G's moving average, which the grids draw and the registry exports.
 EBGAN and BEGAN take EMA only: their D reconstructs its input, whose target would have to be
-the augmented image.
+the augmented image. The families with a real/fake D (GAN, LSGAN, CGAN, ACGAN, infoGAN) add
+`self.r1(real)`, the R1 penalty (`r1_gamma`), to D's loss; the critics with a penalty of their
+own (WGAN-GP, DRAGAN) or with clipped weights (WGAN) do not. `d_norm` (batch, layer, none) is
+every family's D normalisation; the penalty critics default to layer norm.
 """
 
 from dataclasses import dataclass
@@ -35,7 +38,15 @@ from training.config import GANConfig
 from training.ema import EMA
 from training.family import Family, option
 from training.latent import sample_latent, sampler_inputs
-from training.models.classic import BACKBONES, SUPPORTED_SIZES, check_backbone, define_D, define_G
+from training.losses import r1_penalty
+from training.models.classic import (
+    BACKBONES,
+    NORMS,
+    SUPPORTED_SIZES,
+    check_backbone,
+    define_D,
+    define_G,
+)
 
 if TYPE_CHECKING:
     from training.datasets import ImageDataset
@@ -56,23 +67,15 @@ class ClassicConfig(GANConfig):
                                   "(unset: the data's)", choices=(1, 3))
     nz: int = option(62, "latent dimensions (62 as the collection)", ge=1)
     beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
+    d_norm: str = option("batch", "D's normalisation: batch (the papers'), layer or none "
+                         "(with r1_gamma, none keeps D from collapsing G on a few hundred "
+                         "images)", choices=NORMS)
 
 
 def target_size(cfg: ClassicConfig) -> int:
     """The image side this config trains at: image_size, else the backbone's default."""
     check_backbone(cfg.backbone)
     return cfg.image_size or DEFAULT_SIZE[cfg.backbone]
-
-
-def gradient_penalty(critic: nn.Module, points: torch.Tensor, *args) -> torch.Tensor:
-    """E[(‖∇ₓ critic(x)‖₂ − 1)²] at `points` (WGAN-GP, DRAGAN), in fp32: autocast is switched
-    off for the double backward, so the penalty is as exact as the fp32 critic. Extra args
-    (e.g. a condition) are passed to the critic."""
-    with torch.autocast(points.device.type, enabled=False):
-        x = points.detach().float().requires_grad_(True)
-        out = critic(x, *args)
-        (grad,) = torch.autograd.grad(out.float().sum(), x, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 def detached(row: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -104,8 +107,7 @@ class ClassicGAN(Family):
     """Base of the classic collection's families (not registered itself)."""
 
     Config: ClassVar[type] = ClassicConfig
-    d_norm: ClassVar[str] = "batch"  # the discriminator's normalisation (training.models)
-    small_data = ("augment", "ema")
+    small_data = ("augment", "ema", "r1")
 
     # ----- data --------------------------------------------------------------------------------
     @classmethod
@@ -161,7 +163,7 @@ class ClassicGAN(Family):
     def build_D(self) -> nn.Module:
         cfg = self.cfg
         return define_D(cfg.backbone, self.image_size, self.channels, cfg.ndf,
-                        norm=self.d_norm)
+                        norm=cfg.d_norm)
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optD": self.adam(self.netD), "optG": self.adam(self.netG)}
@@ -201,6 +203,14 @@ class ClassicGAN(Family):
     def sample_z(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """z (n, latent_dim, 1, 1) from the family's prior, drawn from the loop's generator."""
         return sample_latent(n, self.latent_dim, self.latent, gen).to(self.device)
+
+    def r1(self, real: torch.Tensor, *args) -> torch.Tensor:
+        """R1's term of D's loss, γ/2·E‖∇ₓD(x)‖² at the real batch (0 when r1_gamma is 0),
+        through D as the step sees it (behind the augmentation when augment is set, as
+        StyleGAN2-ADA); extra args (a condition) go to D."""
+        if not self.cfg.r1_gamma:
+            return real.new_zeros((), dtype=torch.float32)
+        return self.cfg.r1_gamma / 2 * r1_penalty(self.D, real, *args)
 
     def generator_step(self, n_critic: int) -> bool:
         """Whether G is updated on this step: after every n_critic-th D update (the WGAN

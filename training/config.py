@@ -79,6 +79,8 @@ class GANConfig(ProfileConfig):
                               "sampled and exported (0: off)", ge=0, lt=1)
     ema_warmup: int = option(0, "G updates the average copies the weights before averaging",
                              ge=0)
+    r1_gamma: float = option(0.0, "γ of the R1 penalty γ/2·E‖∇D(x)‖² on the real images in "
+                             "D's update (0: off)", ge=0)
 
     PROFILES: ClassVar[dict[str, dict]] = {
         "demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "ndf": 64,

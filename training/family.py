@@ -68,7 +68,8 @@ class Family:
     variants: ClassVar[dict[str, dict]] = {}
     in_demo: ClassVar[bool | tuple[str, ...]] = False
     grid_names: ClassVar[tuple[str, ...]] = ("samples",)  # folders of per-step grids
-    # the small-data options of GANConfig this family's step implements ("augment", "ema");
+    # the small-data options of GANConfig this family's step implements ("augment", "ema",
+    # "r1");
     # the others are refused when set (check_small_data), never silently ignored
     small_data: ClassVar[tuple[str, ...]] = ()
     # translators (kind "translator"): the store the asset reads unless its `data` names
@@ -101,8 +102,8 @@ class Family:
 
     @classmethod
     def check_small_data(cls, cfg: Any) -> None:
-        """Refuse augment / ema_decay on a family whose step does not use them."""
-        for tool, field in (("augment", "augment"), ("ema", "ema_decay")):
+        """Refuse augment / ema_decay / r1_gamma on a family whose step does not use them."""
+        for tool, field in (("augment", "augment"), ("ema", "ema_decay"), ("r1", "r1_gamma")):
             if getattr(cfg, field, None) and tool not in cls.small_data:
                 able = [n for n, f in FAMILIES.items() if tool in f.small_data]
                 raise ValueError(f"{cls.name} does not implement {field}; families that do: "

@@ -1,5 +1,7 @@
 """Losses shared by the families."""
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -16,3 +18,28 @@ def pseudo_huber(diff: torch.Tensor, gamma: float = 0.05) -> torch.Tensor:
     beyond, so a few badly reconstructed pixels or latents do not dominate the loss."""
     diff = diff.float()
     return (gamma ** 2 * (torch.sqrt(1 + (diff / gamma) ** 2) - 1)).mean()
+
+
+def critic_input_gradient(critic: Callable[..., torch.Tensor], points: torch.Tensor,
+                          *args) -> torch.Tensor:
+    """∇ₓ Σ critic(x) at `points` (N, ...), in fp32 with the graph kept, so a penalty on it
+    trains the critic (a double backward). Autocast is off: the penalty is as exact as the fp32
+    critic. Extra args (e.g. a condition) are passed to the critic."""
+    with torch.autocast(points.device.type, enabled=False):
+        x = points.detach().float().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x, *args).float().sum(), x, create_graph=True)
+    return grad.flatten(1)
+
+
+def gradient_penalty(critic: Callable[..., torch.Tensor], points: torch.Tensor,
+                     *args) -> torch.Tensor:
+    """E[(‖∇ₓ critic(x)‖₂ − 1)²] at `points` (WGAN-GP's interpolates, DRAGAN's perturbed
+    data, StarGAN)."""
+    return ((critic_input_gradient(critic, points, *args).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, *args) -> torch.Tensor:
+    """E[‖∇ₓ D(x)‖₂²] at the real images (Mescheder et al., 2018, "Which Training Methods for
+    GANs do actually Converge?"): a D that is flat around the data cannot single out the few
+    hundred images it has seen, so it cannot win within a few hundred steps."""
+    return critic_input_gradient(critic, real, *args).pow(2).sum(1).mean()

@@ -31,7 +31,7 @@ class ACGAN(LabelConditioned, ClassicGAN):
     def build_D(self):
         cfg = self.cfg
         return define_D(cfg.backbone, self.image_size, self.channels, cfg.ndf,
-                        aux_outputs=self.cond_dim, norm=self.d_norm)
+                        aux_outputs=self.cond_dim, norm=cfg.d_norm)
 
     def step(self, real, labels, gen, measure):
         netG, netD, sizes = self.netG, self.D, self.label_sizes
@@ -45,7 +45,7 @@ class ACGAN(LabelConditioned, ClassicGAN):
             d_real, d_fake = bce(s_real, 1.0), bce(s_fake, 0.0)
             cls_real = class_loss(c_real, labels, sizes)
             cls_fake = class_loss(c_fake, labels, sizes)
-            errD = d_real + d_fake + cls_real + cls_fake
+            errD = d_real + d_fake + cls_real + cls_fake + self.r1(real)
         self.update("optD", errD)
 
         # (2) Update G: look real, and of the asked classes

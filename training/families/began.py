@@ -58,7 +58,7 @@ class BEGAN(ClassicGAN):
     def build_D(self):
         cfg = self.cfg
         return define_autoencoder_D(cfg.backbone, self.image_size, self.channels, cfg.ndf,
-                                    code=cfg.code, norm=self.d_norm)
+                                    code=cfg.code, norm=cfg.d_norm)
 
     def build(self) -> None:
         super().build()

@@ -171,7 +171,7 @@ class CGAN(LabelConditioned, ClassicGAN):
     def build_D(self):
         cfg = self.cfg
         return define_D(cfg.backbone, self.image_size, self.channels, cfg.ndf,
-                        cond_channels=self.cond_dim, norm=self.d_norm)
+                        cond_channels=self.cond_dim, norm=cfg.d_norm)
 
     def step(self, real, labels, gen, measure):
         netG, netD = self.netG, self.D
@@ -182,7 +182,7 @@ class CGAN(LabelConditioned, ClassicGAN):
         with self.autocast:
             fake = netG(g_in)
             d_real, d_fake = bce(netD(real, y), 1.0), bce(netD(fake.detach(), y), 0.0)
-            errD = d_real + d_fake
+            errD = d_real + d_fake + self.r1(real, y)
         self.update("optD", errD)
 
         # (2) Update G: maximise log D(G(z|y)|y)

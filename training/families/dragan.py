@@ -10,17 +10,17 @@ from dataclasses import dataclass
 
 import torch
 
-from training.classic import ClassicConfig, ClassicGAN, detached, gradient_penalty
+from training.classic import ClassicConfig, ClassicGAN, detached
 from training.family import option, register
-from training.losses import bce
+from training.losses import bce, gradient_penalty
 
 
 @dataclass
 class DRAGANConfig(ClassicConfig):
     lambda_gp: float = option(10.0, "weight λ of the gradient penalty (the paper's 10)", ge=0)
     perturb: float = option(0.5, "c: x_p = x + c·std(x)·U[0, 1]", gt=0)
-    critic_norm: str = option("layer", "D's normalisation (no batch norm with a gradient "
-                              "penalty)", choices=("layer", "none"))
+    d_norm: str = option("layer", "D's normalisation (no batch norm with a gradient penalty)",
+                         choices=("layer", "none"))
 
 
 def perturbed(real: torch.Tensor, c: float, gen: torch.Generator) -> torch.Tensor:
@@ -38,10 +38,7 @@ class DRAGAN(ClassicGAN):
     name = "dragan"
     Config = DRAGANConfig
     losses = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake", "gradient_penalty")
-
-    @property
-    def d_norm(self) -> str:
-        return self.cfg.critic_norm
+    small_data = ("augment", "ema")  # its own penalty; no R1
 
     def step(self, real, labels, gen, measure):
         cfg, netG, netD = self.cfg, self.netG, self.D

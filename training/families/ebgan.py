@@ -58,7 +58,7 @@ class EBGAN(ClassicGAN):
     def build_D(self):
         cfg = self.cfg
         net = define_autoencoder_D(cfg.backbone, self.image_size, self.channels, cfg.ndf,
-                                   code=cfg.code, norm=self.d_norm)
+                                   code=cfg.code, norm=cfg.d_norm)
         if cfg.backbone == "infogan":  # Conv ReLU Flatten Linear: the code before BN + ReLU
             net.encoder = net.encoder[:4]
         return net

@@ -32,7 +32,7 @@ class GAN(ClassicGAN):
         with self.autocast:
             fake = netG(z)
             d_real, d_fake = bce(netD(real), 1.0), bce(netD(fake.detach()), 0.0)
-            errD = d_real + d_fake
+            errD = d_real + d_fake + self.r1(real)
         self.update("optD", errD)
 
         # (2) Update G: maximise log D(G(z))

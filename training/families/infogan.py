@@ -116,7 +116,7 @@ class InfoGAN(LabelConditioned, ClassicGAN):
         cfg = self.cfg
         per_cont = 2 if cfg.continuous_loss == "gaussian" else 1
         return define_D(cfg.backbone, self.image_size, self.channels, cfg.ndf,
-                        norm=self.d_norm, q_outputs=self.n_cat + per_cont * cfg.n_continuous)
+                        norm=cfg.d_norm, q_outputs=self.n_cat + per_cont * cfg.n_continuous)
 
     def codes(self, z: torch.Tensor, labels: torch.Tensor | None
               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -156,7 +156,7 @@ class InfoGAN(LabelConditioned, ClassicGAN):
             fake = netG(g_in)
             s_real, _, q_real = netD.heads(real)
             s_fake, _, q_fake = netD.heads(fake.detach())
-            d_adv = bce(s_real, 1.0) + bce(s_fake, 0.0)
+            d_adv = bce(s_real, 1.0) + bce(s_fake, 0.0) + self.r1(real)
             l_cat, l_cont = self.information(q_fake, cat, cont)
             errD = d_adv + cfg.lambda_cat * l_cat + cfg.lambda_cont * l_cont
             if self.supervised:

@@ -41,7 +41,7 @@ class LSGAN(ClassicGAN):
         with self.autocast:
             fake = netG(z)
             d_real, d_fake = least_squares(netD(real), 1.0), least_squares(netD(fake.detach()), 0.0)
-            errD = d_real + d_fake
+            errD = d_real + d_fake + self.r1(real)
         self.update("optD", errD)
 
         # (2) Update G: fake towards c = 1

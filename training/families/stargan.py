@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.classic import gradient_penalty
 from training.config import GANConfig
 from training.datasets import H5ImageDataset, holdout_split, to_unit_range
 from training.families.cgan import as_columns, class_accuracy, class_loss
 from training.families.wgan_gp import interpolates
 from training.family import Family, option, register
 from training.latent import condition
+from training.losses import gradient_penalty
 from training.models.translation import define_G
 from training.translation_metrics import Edit, evaluate_translator, translate, translation_grid
 

@@ -38,6 +38,7 @@ class WGAN(ClassicGAN):
     name = "wgan"
     Config = WGANConfig
     losses = ("d_loss", "g_loss", "wasserstein_estimate")
+    small_data = ("augment", "ema")  # a clipped critic: no R1
 
     def build_optimizers(self):
         return {"optD": torch.optim.RMSprop(self.netD.parameters(), lr=self.cfg.lr),

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from training.classic import ClassicConfig, ClassicGAN, detached, gradient_penalty
+from training.classic import ClassicConfig, ClassicGAN, detached
 from training.family import option, register
+from training.losses import gradient_penalty
 
 
 @dataclass
@@ -23,8 +24,8 @@ class WGANGPConfig(ClassicConfig):
     beta2: float = option(0.9, "Adam beta2 (the paper's 0.9)", ge=0, lt=1)
     n_critic: int = option(5, "critic updates per generator update", ge=1)
     lambda_gp: float = option(10.0, "weight λ of the gradient penalty", ge=0)
-    critic_norm: str = option("layer", "the critic's normalisation (no batch norm with a "
-                              "gradient penalty)", choices=("layer", "none"))
+    d_norm: str = option("layer", "the critic's normalisation (no batch norm with a gradient "
+                         "penalty)", choices=("layer", "none"))
 
 
 def interpolates(real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -41,10 +42,7 @@ class WGANGP(ClassicGAN):
     name = "wgan_gp"
     Config = WGANGPConfig
     losses = ("d_loss", "g_loss", "wasserstein_estimate", "gradient_penalty")
-
-    @property
-    def d_norm(self) -> str:
-        return self.cfg.critic_norm
+    small_data = ("augment", "ema")  # its own penalty; no R1
 
     def build(self) -> None:
         super().build()
