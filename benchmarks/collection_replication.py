@@ -1,7 +1,7 @@
 """The classic collection on the demo packshots: the ten families at equal steps, several seeds.
 
     python benchmarks/collection_replication.py [--backbone infogan] [--steps 300]
-        [--seeds 0 1 2] [--families gan cgan ...] [--json FILE]
+        [--seeds 0 1 2] [--families gan cgan ...] [--set d_norm=none r1_gamma=1] [--json FILE]
 
 The fashion-MNIST study compared GAN, CGAN, infoGAN, ACGAN, EBGAN, BEGAN, WGAN, WGAN-GP, DRAGAN
 and LSGAN by their sample grids only. Here each family is trained by training.loop.train at the
@@ -81,6 +81,24 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parse_options(pairs: list[str]) -> dict:
+    """["d_norm=none", "r1_gamma=1"] -> {"d_norm": "none", "r1_gamma": 1.0}: numbers and
+    booleans as such, the rest as text (the config refuses what it cannot take)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes OPTION=VALUE, got {pair!r}")
+        if value in ("true", "false"):
+            options[key] = value == "true"
+        else:
+            try:
+                options[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+            except ValueError:
+                options[key] = value
+    return options
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
@@ -92,8 +110,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=STORE / "datasets" / "packshots.h5")
     ap.add_argument("--classifier", type=Path,
                     default=STORE / "models" / "attribute_classifier.pt")
+    ap.add_argument("--set", nargs="+", default=[], metavar="OPTION=VALUE",
+                    help="more config options for every family, e.g. d_norm=none r1_gamma=1")
     ap.add_argument("--json", type=Path, help="write every run's row here")
     args = ap.parse_args()
+    extra = parse_options(args.set)
     work = Path(tempfile.mkdtemp(prefix="collection-"))
     if not args.classifier.is_file():
         args.classifier.parent.mkdir(parents=True, exist_ok=True)  # kept for the next run
@@ -102,16 +123,18 @@ def main() -> None:
     classifier, values = load_classifier(args.classifier)
     data = H5ImageDataset(args.data)
     real = real_coverage(data, classifier, values)
-    print(f"{cpu_model()}; {args.backbone} backbone, demo profile, {args.steps} steps, seeds "
-          f"{args.seeds}, {len(data)} packshots (mode coverage of the real images "
-          f"{real:.3f}), {args.samples} samples per model", flush=True)
+    print(f"{cpu_model()}; {args.backbone} backbone, demo profile, {args.steps} steps, "
+          f"{extra or 'no other options'}, seeds {args.seeds}, {len(data)} packshots (mode "
+          f"coverage of the real images {real:.3f}), {args.samples} samples per model",
+          flush=True)
     rows = []
     for name in args.families:
         family = get_family(name)
         for seed in args.seeds:
-            cfg = family.Config.profile("demo", backbone=args.backbone, steps=args.steps,
-                                        seed=seed, sample_every=10**9,
-                                        checkpoint_every=10**9)
+            cfg = family.Config.profile("demo", **{**extra, "backbone": args.backbone,
+                                                   "steps": args.steps, "seed": seed,
+                                                   "sample_every": 10**9,
+                                                   "checkpoint_every": 10**9})
             out = work / f"{name}-{seed}"
             t0 = time.perf_counter()
             summary = train(name, cfg, args.data, out)
