@@ -13,7 +13,14 @@ from training.losses import bce
 
 @dataclass
 class GANConfig(ClassicConfig):
-    """The original GAN: no options beyond the collection's."""
+    """The original GAN: no options beyond the collection's. Its demo profile trains the
+    infogan backbone (32 px) for 2,000 steps with a D without batch norm and the R1 penalty
+    (γ = 1): on the 200-product demo shop the papers' batch-norm D collapses G to a few garments
+    (benchmarks/README.md, "Small-data targets")."""
+
+    PROFILES = {**ClassicConfig.PROFILES,
+                "demo": {"backbone": "infogan", "steps": 2000, "d_norm": "none",
+                         "r1_gamma": 1.0}}
 
 
 @register
