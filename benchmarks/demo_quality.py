@@ -50,6 +50,9 @@ SETTINGS: dict[str, dict] = {
     "mbstd_tc_hinge_sn_ema_600": {"variant": "augment", "steps": 600, **SMALL_DATA,
                                   "minibatch_std": True},
     "mbstd_sym_600": {"variant": "symmetric", "steps": 600, "minibatch_std": True},
+    # the R1 penalty, which with a D without batch norm meets the targets for GAN and LSGAN
+    "r1": {"variant": "symmetric", "r1_gamma": 1.0},
+    "sn_r1": {"variant": "symmetric", "spectral_norm": True, "r1_gamma": 1.0},
 }
 METRICS = ("frechet_distance", "kid", "precision", "recall", "mode_coverage",
            "mode_coverage_real", "wall_s")

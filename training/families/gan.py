@@ -6,7 +6,7 @@ batch. BCE on logits (numerically the collection's Sigmoid + BCELoss, safe under
 
 from dataclasses import dataclass
 
-from training.classic import ClassicConfig, ClassicGAN, detached
+from training.classic import R1_DEMO, ClassicConfig, ClassicGAN, detached
 from training.family import register
 from training.losses import bce
 
@@ -18,9 +18,7 @@ class GANConfig(ClassicConfig):
     (γ = 1): on the 200-product demo shop the papers' batch-norm D collapses G to a few garments
     (benchmarks/README.md, "Small-data targets")."""
 
-    PROFILES = {**ClassicConfig.PROFILES,
-                "demo": {"backbone": "infogan", "steps": 2000, "d_norm": "none",
-                         "r1_gamma": 1.0}}
+    PROFILES = {**ClassicConfig.PROFILES, "demo": R1_DEMO}
 
 
 @register

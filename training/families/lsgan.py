@@ -11,13 +11,17 @@ from dataclasses import dataclass
 
 import torch
 
-from training.classic import ClassicConfig, ClassicGAN, detached
+from training.classic import R1_DEMO, ClassicConfig, ClassicGAN, detached
 from training.family import register
 
 
 @dataclass
 class LSGANConfig(ClassicConfig):
-    """LSGAN: the collection's options; the targets are the paper's a = 0, b = c = 1."""
+    """LSGAN: the collection's options; the targets are the paper's a = 0, b = c = 1. Its demo
+    profile is GAN's (training/families/gan.py): the infogan backbone for 2,000 steps, D
+    without batch norm, R1 with γ = 1 (benchmarks/README.md, "Small-data targets")."""
+
+    PROFILES = {**ClassicConfig.PROFILES, "demo": R1_DEMO}
 
 
 def least_squares(output: torch.Tensor, target: float) -> torch.Tensor:
