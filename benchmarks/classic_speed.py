@@ -263,9 +263,8 @@ def plain_family(name: str, cfg, size: int, channels: int, sizes: list[int],
         return torch.rand(n, nz, 1, 1, device=device) * 2 - 1
 
     if name in ("gan", "lsgan", "dragan"):
-        norm = cfg.d_norm
         netG = define_G(bb, nz, size, channels, ngf).to(device)
-        netD = define_D(bb, size, channels, ndf, norm=norm).to(device)
+        netD = define_D(bb, size, channels, ndf, norm=cfg.d_norm).to(device)
         optG, optD = adam(netG), adam(netD)
 
         def d_loss(out: torch.Tensor, target: float) -> torch.Tensor:
@@ -292,8 +291,7 @@ def plain_family(name: str, cfg, size: int, channels: int, sizes: list[int],
 
     if name in ("wgan", "wgan_gp"):
         netG = define_G(bb, nz, size, channels, ngf).to(device)
-        netD = define_D(bb, size, channels, ndf,
-                        norm=cfg.d_norm).to(device)
+        netD = define_D(bb, size, channels, ndf, norm=cfg.d_norm).to(device)
         if name == "wgan":
             optG = torch.optim.RMSprop(netG.parameters(), lr=cfg.lr)
             optD = torch.optim.RMSprop(netD.parameters(), lr=cfg.lr)

@@ -38,7 +38,7 @@ from training.config import GANConfig
 from training.ema import EMA
 from training.family import Family, option
 from training.latent import sample_latent, sampler_inputs
-from training.losses import r1_penalty
+from training.losses import r1_loss
 from training.models.classic import (
     BACKBONES,
     NORMS,
@@ -212,9 +212,7 @@ class ClassicGAN(Family):
         """R1's term of D's loss, γ/2·E‖∇ₓD(x)‖² at the real batch (0 when r1_gamma is 0),
         through D as the step sees it (behind the augmentation when augment is set, as
         StyleGAN2-ADA); extra args (a condition) go to D."""
-        if not self.cfg.r1_gamma:
-            return real.new_zeros((), dtype=torch.float32)
-        return self.cfg.r1_gamma / 2 * r1_penalty(self.D, real, *args)
+        return r1_loss(self.cfg.r1_gamma, self.D, real, *args)
 
     def generator_step(self, n_critic: int) -> bool:
         """Whether G is updated on this step: after every n_critic-th D update (the WGAN

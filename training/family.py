@@ -69,8 +69,7 @@ class Family:
     in_demo: ClassVar[bool | tuple[str, ...]] = False
     grid_names: ClassVar[tuple[str, ...]] = ("samples",)  # folders of per-step grids
     # the small-data options of GANConfig this family's step implements ("augment", "ema",
-    # "r1");
-    # the others are refused when set (check_small_data), never silently ignored
+    # "r1"); the others are refused when set (check_small_data), never silently ignored
     small_data: ClassVar[tuple[str, ...]] = ()
     # translators (kind "translator"): the store the asset reads unless its `data` names
     # another, the measures the family reports (training.translation_metrics) and the one its

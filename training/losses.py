@@ -43,3 +43,12 @@ def r1_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, *args) -
     GANs do actually Converge?"): a D that is flat around the data cannot single out the few
     hundred images it has seen, so it cannot win within a few hundred steps."""
     return critic_input_gradient(critic, real, *args).pow(2).sum(1).mean()
+
+
+def r1_loss(gamma: float, critic: Callable[..., torch.Tensor], real: torch.Tensor,
+            *args) -> torch.Tensor:
+    """R1's term of D's loss, γ/2·E‖∇ₓD(x)‖² at the real batch; 0 when γ is 0 (no extra
+    pass)."""
+    if not gamma:
+        return real.new_zeros((), dtype=torch.float32)
+    return gamma / 2 * r1_penalty(critic, real, *args)

@@ -26,7 +26,7 @@ from training.datasets import H5ImageDataset
 from training.ema import EMA
 from training.family import Family, option, register
 from training.grids import save_image_grid
-from training.losses import bce, r1_penalty
+from training.losses import bce, r1_loss
 from training.metrics import flip_gap, mean_abs_error, symmetry_error
 from training.models.dcgan import define_D, define_G
 from training.repair import flip_inversion
@@ -122,8 +122,7 @@ class DCGAN(Family):
                 errD = (d_real + d_fake + d_real_flip + d_fake_flip) / 4
             else:
                 errD = d_real + d_fake
-        if cfg.r1_gamma:
-            errD = errD + cfg.r1_gamma / 2 * r1_penalty(lambda x: D(x, gen), real)
+        errD = errD + r1_loss(cfg.r1_gamma, lambda x: D(x, gen), real)
         self.update("optD", errD)
 
         # (2) Update G
