@@ -1,7 +1,8 @@
 """Which executor runs the jobs, chosen by configuration, not code.
 
-FASHION_GAN_EXECUTOR unset (or `multiprocess`): today's executors, a process per step with
-training steps one at a time, and the light jobs (crawl, catalogue) in the run's own process.
+FASHION_GAN_EXECUTOR unset (or `multiprocess`): today's executors, a process per step (forked
+from a server that imported the code once) with training steps one at a time, and the light
+jobs (crawl, catalogue) in the run's own process.
 FASHION_GAN_EXECUTOR=dask: dagster-dask's executor for every job, on the scheduler at
 DASK_SCHEDULER_ADDRESS (tcp://host:port), else on a local cluster of one worker that holds the
 accelerator. Its config is dagster-dask's own, so a run's `execution: config: cluster: ...`
@@ -31,9 +32,18 @@ ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
 CHOICES = ("multiprocess", "dask")
 
 # Steps run in parallel except training steps, which take the machine's accelerator (or all of
-# its cores) one at a time.
-multiprocess = multiprocess_executor.configured({"tag_concurrency_limits": [
-    {"key": "fashion-gan/device", "value": TRAINING_TAG["fashion-gan/device"], "limit": 1}]})
+# its cores) one at a time. Each step's process is forked from a server that imported the code
+# location (torch, torchvision, mlflow, the assets) once, instead of spawned to import it again:
+# on 2 cores that import takes 12-19 s, which every step paid (benchmarks/README.md, "make run").
+# The server is Python's multiprocessing forkserver: started by a process's first run, it keeps
+# that process's environment (FASHION_GAN_STORE, ...) for the process's later runs. Every run
+# launched by `make run`, pipelines.launch, the UI or the daemon has a process of its own; a
+# process that executes several runs over different stores (a notebook calling execute_job)
+# should use in_process_executor or set the environment before its first run.
+multiprocess = multiprocess_executor.configured({
+    "start_method": {"forkserver": {}},
+    "tag_concurrency_limits": [
+        {"key": "fashion-gan/device", "value": TRAINING_TAG["fashion-gan/device"], "limit": 1}]})
 # LocalCluster's arguments when no scheduler is named: one worker, holding the accelerator, so
 # training steps take it in turn as they do under the multiprocess executor (LocalCluster gives
 # every worker the same resources; make run-dask starts CPU workers beside it instead).

@@ -7,6 +7,7 @@ own process, SIGKILLed by the pid its STEP_START event records), a real MLflow s
 mocked."""
 
 import json
+import multiprocessing.forkserver
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from dagster import (
     DagsterEventType,
     DagsterInstance,
@@ -68,6 +70,16 @@ def by_file(job_fn) -> ReconstructableJob:
     return ReconstructableJob.for_file(__file__, job_fn.__name__)
 
 
+@pytest.fixture
+def fresh_forkserver():
+    """The project's executor forks step processes from Python's forkserver, which keeps the
+    environment of the moment it started: stop any server an earlier test started, so this
+    test's FASHION_GAN_STORE reaches the steps, and stop this test's after it."""
+    multiprocessing.forkserver._forkserver._stop()  # the stdlib's own tests use it so
+    yield
+    multiprocessing.forkserver._forkserver._stop()
+
+
 def run_config(**changes) -> dict:
     return RunConfig(ops={ASSET: asset_config(ASSET, **{**TINY, **changes})}).to_config_dict()
 
@@ -110,7 +122,7 @@ def failures(instance: DagsterInstance) -> list[str]:
 
 
 def test_a_killed_training_step_resumes_from_its_checkpoint_on_reexecution(
-        tmp_path, colour_store, monkeypatch):
+        tmp_path, colour_store, monkeypatch, fresh_forkserver):
     import mlflow
 
     from training.classifier import save_classifier, train_classifier
