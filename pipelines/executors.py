@@ -30,6 +30,7 @@ from pipelines.assets.pools import ACCELERATOR, TRAINING_TAG
 EXECUTOR_ENV = "FASHION_GAN_EXECUTOR"
 ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
 CHOICES = ("multiprocess", "dask")
+CODE_LOCATION = "pipelines.definitions"  # the module workspace.yaml loads
 
 # Steps run in parallel except training steps, which take the machine's accelerator (or all of
 # its cores) one at a time. Each step's process is forked from a server that imported the code
@@ -41,7 +42,9 @@ CHOICES = ("multiprocess", "dask")
 # process that executes several runs over different stores (a notebook calling execute_job)
 # should use in_process_executor or set the environment before its first run.
 multiprocess = multiprocess_executor.configured({
-    "start_method": {"forkserver": {}},
+    # named: without preload_modules, dagster 1.13.27 preloads nothing but its executor (its
+    # config reads a missing list as an empty one, not as "the job's module")
+    "start_method": {"forkserver": {"preload_modules": [CODE_LOCATION]}},
     "tag_concurrency_limits": [
         {"key": "fashion-gan/device", "value": TRAINING_TAG["fashion-gan/device"], "limit": 1}]})
 # LocalCluster's arguments when no scheduler is named: one worker, holding the accelerator, so
