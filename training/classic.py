@@ -52,10 +52,12 @@ if TYPE_CHECKING:
     from training.datasets import ImageDataset
 
 DEFAULT_SIZE = {"infogan": 32, "dcgan": 64}
-# the demo profile of the families whose small-data targets it meets (GAN, LSGAN): the 32 px
-# nets long enough, a D without batch norm and the R1 penalty (benchmarks/README.md,
-# "Small-data targets"); the papers' batch-norm D collapses G on the 200-product demo shop
-R1_DEMO = {"backbone": "infogan", "steps": 2000, "d_norm": "none", "r1_gamma": 1.0}
+# the demo profiles of the families whose small-data targets they meet (benchmarks/README.md,
+# "Small-data targets"): the 32 px nets long enough and a D without batch norm (DRAGAN, whose
+# own penalty regularises D), plus the R1 penalty (GAN, LSGAN); the papers' batch-norm D
+# collapses G on the 200-product demo shop
+SMALL_DATA_DEMO = {"backbone": "infogan", "steps": 2000, "d_norm": "none"}
+R1_DEMO = {**SMALL_DATA_DEMO, "r1_gamma": 1.0}
 IMAGE_SIZES = tuple(sorted({s for sizes in SUPPORTED_SIZES.values() for s in sizes}))
 
 
