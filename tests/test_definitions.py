@@ -56,3 +56,16 @@ def test_training_steps_run_one_at_a_time():
         config = defs.resolve_job_def(job).executor_def.apply_config_mapping({}).value
         assert {"key": "fashion-gan/device", "value": "accelerator", "limit": 1} in \
             config["config"]["tag_concurrency_limits"]
+
+
+def test_step_processes_fork_from_the_code_location_workspace_yaml_loads():
+    """The forkserver preloads the module by name and skips one it cannot import without a
+    word: the name must be the code location's, or every step imports it again."""
+    from pipelines.executors import CODE_LOCATION
+    from pipelines.launch import location_origin
+
+    assert CODE_LOCATION == location_origin().loadable_target_origin.module_name
+    for job in ("full_pipeline", "train_job"):
+        config = defs.resolve_job_def(job).executor_def.apply_config_mapping({}).value
+        assert config["config"]["start_method"] == {
+            "forkserver": {"preload_modules": [CODE_LOCATION]}}
