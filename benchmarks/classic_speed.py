@@ -98,7 +98,9 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n_max: int = 20
         synchronize(device)
         return time.perf_counter() - t0
 
-    n = 256
+    # a GPU's first product pays for the library's set-up (more than 50 ms), which would stop
+    # the search at n = 256: there, go straight to n_max (a few ms a product)
+    n = n_max if device.type == "cuda" else 256
     while True:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)

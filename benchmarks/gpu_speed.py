@@ -4,10 +4,11 @@ full profile's batch, bf16 and fp32, through the training frame itself (training
 Each measurement trains `--warmup` steps, then resumes the same run folder to
 warmup + `--steps`, so the figure (the resumed run's images_per_s) leaves out cuDNN's
 autotuning and the first allocations. A family whose data the synthetic packshot store cannot
-give (paired or segmentation stores, text descriptions) is listed as skipped with the reason.
+give (paired or segmentation stores, text descriptions) is listed as skipped with the reason;
+`--store assets_store` trains every family on a make-run store's data instead.
 On a machine without CUDA it exits with status 2 and says so: the figures are GPU figures.
 
-    make bench-gpu          # or: python benchmarks/gpu_speed.py --steps 50 --warmup 10
+    make bench-gpu    # or: python benchmarks/gpu_speed.py --steps 50 --warmup 10 [--store DIR]
 """
 
 import argparse
@@ -37,16 +38,20 @@ def measure(family, cfg, data: Path, work: Path, warmup: int, steps: int) -> flo
     return float(summary["images_per_s"])
 
 
-def run(steps: int, warmup: int, families: list[str] | None) -> list[dict]:
+def run(steps: int, warmup: int, families: list[str] | None,
+        store: Path | None = None) -> list[dict]:
     from benchmarks.classic_speed import synthetic_store
     from training.family import load_families
     from training.paths import StoreLayout
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        layout = StoreLayout(Path(tmp) / "store")
-        layout.datasets_dir.mkdir(parents=True)
-        data = synthetic_store(layout.packshots, 2048)
+        if store:  # a make-run store: every dataset, the classifier and the catalogue's labels
+            layout = StoreLayout(store)
+        else:
+            layout = StoreLayout(Path(tmp) / "store")
+            layout.datasets_dir.mkdir(parents=True)
+            synthetic_store(layout.packshots, 2048)
         chosen = {n: f for n, f in load_families().items()
                   if f.kind != "classifier" and (not families or n in families)}
         order = sorted(chosen, key=lambda n: (n != "dcgan", n))  # DCGAN-64 first
@@ -54,8 +59,9 @@ def run(steps: int, warmup: int, families: list[str] | None) -> list[dict]:
             family = chosen[name]
             row = {"family": name}
             try:
-                if family.data_store != "packshots":
-                    raise ValueError(f"needs the {family.data_store} store")
+                data = layout.dataset(family.data_store)
+                if not data.exists():
+                    raise ValueError(f"needs the {family.data_store} store ({data})")
                 base = family.Config.profile("full", sample_every=10**9,
                                              checkpoint_every=10**9, log_every=10**9)
                 base = family.from_store(base, layout)
@@ -90,12 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=10, help="steps before measuring")
     ap.add_argument("--families", nargs="*", help="only these (default: every family)")
     ap.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    ap.add_argument("--store", type=Path, help="a make-run store (assets_store) to train on "
+                    "instead of the synthetic packshots: every family then has its data")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print(NO_GPU, file=sys.stderr)
         return 2
     card = torch.cuda.get_device_name()
-    table = markdown(run(args.steps, args.warmup, args.families), card)
+    table = markdown(run(args.steps, args.warmup, args.families, args.store), card)
     print(table)
     if args.out:
         args.out.write_text(table + "\n")
