@@ -217,3 +217,24 @@ def test_pull_away_term():
     assert pull_away(same).item() == pytest.approx(1.0)
     assert pull_away(torch.eye(4)).item() == pytest.approx(0.0)
     assert pull_away(torch.randn(1, 8)).item() == 0.0
+
+
+@pytest.mark.parametrize("lambda_cls", [1.0, 0.25])
+def test_acgan_weighs_the_classes_of_its_fakes_by_lambda_cls(lambda_cls, colour_store,
+                                                            tmp_path):
+    """D's loss is real/fake + the real classes + λ_cls x the fakes' classes (fp32, so the
+    logged parts add up to the logged total); the same seed gives D the same first batch
+    whatever λ_cls, and G a different loss."""
+    cfg = tiny("acgan", backbone="infogan", image_size=28, bf16=False, lambda_cls=lambda_cls)
+    train("acgan", cfg, colour_store, tmp_path / "run")
+    first = rows(tmp_path / "run")[0]
+    parts = (first["d_loss_real"] + first["d_loss_fake"] + first["class_loss_real"]
+             + lambda_cls * first["class_loss_fake"])
+    assert first["d_loss"] == pytest.approx(parts, rel=1e-5)
+    paper = tiny("acgan", backbone="infogan", image_size=28, bf16=False)
+    assert paper.lambda_cls == 1.0
+    if lambda_cls != 1.0:
+        train("acgan", paper, colour_store, tmp_path / "paper")
+        base = rows(tmp_path / "paper")[0]
+        assert base["d_loss_real"] == first["d_loss_real"]
+        assert base["g_loss"] != first["g_loss"]
