@@ -60,6 +60,16 @@ def test_cli_flags_and_dagster_config_come_from_the_config_dataclass(name):
             <= set(asset.config_class.model_fields))
 
 
+def test_choices_with_commas_are_named_one_by_one_in_the_help():
+    """argparse would print --augment's choices as {,color,translation,cutout,...}."""
+    sub = parser()._subparsers._group_actions[0].choices["dcgan"]
+    text = sub.format_help()
+    assert "--augment AUGMENT" in text and "'color,translation'" in text
+    assert "--variant {baseline,augment,symmetric}" in text  # plain choices stay as they were
+    assert sub.parse_args(["--data", "d", "--out", "o", "--augment", "color,cutout"]).augment \
+        == "color,cutout"
+
+
 def test_bounds_checked_before_any_work():
     from pipelines.assets.training import asset_config
 

@@ -64,7 +64,15 @@ def add_family_parser(sub, family: type[Family]) -> None:
             p.add_argument(flag, type=parse_list, default=None,
                            help=f"{help_text} (comma-separated)")
         else:
-            p.add_argument(flag, type=base, default=None, choices=meta.get("choices"),
+            choices = meta.get("choices")
+            metavar = None
+            if choices and any(str(c) == "" or "," in str(c) for c in choices):
+                # argparse would print {,color,translation,cutout,...}: name them one by one
+                metavar = f.name.upper()
+                help_text += " (one of: " + ", ".join(
+                    repr(str(c)) if str(c) == "" or "," in str(c) else str(c)
+                    for c in choices) + ")"
+            p.add_argument(flag, type=base, default=None, choices=choices, metavar=metavar,
                            help=help_text)
 
 
