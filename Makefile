@@ -74,14 +74,17 @@ bench: setup
 	$(MAKE) bench-gan
 
 # GPU training speed (images/s, bf16 and fp32, full profile's batch) on the GPU present;
-# exits 2 with a message on a CPU-only machine. Figures: benchmarks/README.md.
+# exits 2 with a message on a CPU-only machine. After make run it trains on the store's data
+# (every family); before, on synthetic packshots. Figures: benchmarks/README.md.
 .PHONY: bench-gpu
 bench-gpu: setup
-	$(BIN)/python benchmarks/gpu_speed.py --out benchmarks/gpu_speed.md
+	$(BIN)/python benchmarks/gpu_speed.py $(if $(wildcard $(STORE)/datasets/packshots.h5),--store $(STORE)) \
+	  --out benchmarks/gpu_speed.md
 
 # The training benchmarks read the demo's packshots.h5 and attribute classifier: make run first.
 bench-gan: run
 	$(BIN)/python benchmarks/dcgan_speed.py --steps 30 --warmup 3
+	$(BIN)/python benchmarks/cli_speed.py --steps 30 --warmup 5
 	$(BIN)/python benchmarks/dcgan_bf16_quality.py --seeds 0 1 2 --steps 300
 	$(BIN)/python benchmarks/gan_replication.py --steps 300 --seeds 0 1 2
 	$(BIN)/python benchmarks/classic_speed.py --out $(STORE)/benchmarks/classic_speed.json

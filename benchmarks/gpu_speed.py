@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, help="a make-run store (assets_store) to train on "
                     "instead of the synthetic packshots: every family then has its data")
     args = ap.parse_args(argv)
+    if args.store and not (args.store / "datasets" / "packshots.h5").is_file():
+        ap.error(f"--store {args.store}: no datasets/packshots.h5 there (make run writes it)")
     if not torch.cuda.is_available():
         print(NO_GPU, file=sys.stderr)
         return 2
