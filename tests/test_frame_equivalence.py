@@ -1,7 +1,8 @@
 """DCGAN and BiGAN on the training frame give the losses their own loops gave before the move.
 
 tests/fixtures/frame/reference_losses.json was recorded by make_reference.py with the loops as
-they were at commit 92c7051 (fp32, so the figures do not depend on bf16 kernels); here the same
+they were at commit 92c7051 (fp32, so the figures do not depend on bf16 kernels; BiGAN's feature
+net is the kept classifier.pt, not a classifier retrained on this CPU); here the same
 runs go through training.loop.train. A different draw order of batches or noise, a different
 initialisation order or a different update would change the losses far beyond the tolerance
 (which only absorbs floating-point differences between CPUs).
