@@ -53,6 +53,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms as transforms
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -477,6 +479,50 @@ def ours_wall(name: str, cfg, data: Path, work: Path) -> float:
     return wall
 
 
+class FlopCount(TorchDispatchMode):
+    """torch.utils.flop_counter's formulas applied to every op that runs. FlopCounterMode itself
+    tracks modules with backward hooks, which autograd.grad (the gradient penalties) refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def step_gflop_per_image(name: str, cfg, data: Path) -> float:
+    """GFLOP of one of the family's training steps per image, counted on the frame's own step
+    (the nets are the plain loop's too). The n_critic families average n_critic steps, one of
+    which also updates G."""
+    from training.loop import prepare
+
+    fam, dataset = prepare(name, cfg, data)
+    torch.manual_seed(cfg.seed)
+    model = fam(cfg, dataset, torch.device("cpu"))
+    model.build()
+    idx = model.train_index()[:cfg.batch_size]
+    real = dataset.batch(idx).to(memory_format=model.memory_format)
+    labels = dataset.labels_of(idx) if dataset.label_columns else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps = getattr(cfg, "n_critic", 1)
+    with FlopCount() as counter:
+        for step in range(steps):
+            model.current_step = step
+            model.step(real, labels, gen, False)
+    return counter.total / steps / cfg.batch_size / 1e9
+
+
+def mfu(ips: float | None, gflop: float, peak_gflops: float) -> float | None:
+    """Model FLOPs utilisation: achieved GFLOP/s over the peak measured in the same run."""
+    return round(ips * gflop / peak_gflops, 4) if ips else None
+
+
 def images_per_s(walls: list[float], steps: int, batch: int) -> float | None:
     """steps x batch over the difference of the long and the short run's walls (None when
     the long run was not the slower: too few steps for this machine's noise)."""
@@ -521,6 +567,7 @@ def measure(name: str, backbone: str, args: argparse.Namespace, store: H5ImageDa
     row["ratio"] = ratio(row["ours_images_per_s"], row["plain_images_per_s"])
     if args.also_fp32:
         row["ratio_fp32"] = ratio(row["ours_fp32_images_per_s"], row["plain_images_per_s"])
+    row["gflop_per_image"] = round(step_gflop_per_image(name, cfgs[0], data_path), 4)
     return row
 
 
@@ -577,6 +624,17 @@ def main() -> None:
                 rows.append(row)
                 print(speed_table_row([name, backbone, str(row["image_size"])], row,
                                       args.also_fp32), flush=True)
+        # MFU against the peak of the arithmetic each loop ran in (ours: bf16 where native)
+        ours_peak = peak["bf16" if where["native_bf16"] else "fp32"]["gflops"]
+        print("\n| family | backbone | GFLOP per image per step | ours MFU | plain MFU (fp32) |"
+              "\n|---|---|---|---|---|")
+        for row in rows:
+            g = row["gflop_per_image"]
+            row["ours_mfu"] = mfu(row["ours_images_per_s"], g, ours_peak)
+            row["plain_mfu"] = mfu(row["plain_images_per_s"], g, peak["fp32"]["gflops"])
+            print(f"| {row['family']} | {row['backbone']} | {g:.3f} | "
+                  + " | ".join("n/a" if row[k] is None else f"{row[k]:.1%}"
+                               for k in ("ours_mfu", "plain_mfu")) + " |", flush=True)
         where["load_average_1m_end"] = round(os.getloadavg()[0], 2)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
