@@ -291,7 +291,7 @@ class MUNIT(Family):
         def adam(*nets: nn.Module) -> torch.optim.Adam:
             return torch.optim.Adam([p for n in nets for p in n.parameters()], lr=cfg.lr,
                                     betas=(cfg.beta1, cfg.beta2),
-                                    weight_decay=cfg.weight_decay)
+                                    weight_decay=cfg.weight_decay, fused=True)
 
         self.optimizers = {"optG": adam(self.gen_a, self.gen_b),
                            "optD": adam(self.dis_a, self.dis_b)}

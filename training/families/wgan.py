@@ -41,8 +41,10 @@ class WGAN(ClassicGAN):
     small_data = ("augment", "ema")  # a clipped critic: no R1
 
     def build_optimizers(self):
-        return {"optD": torch.optim.RMSprop(self.netD.parameters(), lr=self.cfg.lr),
-                "optG": torch.optim.RMSprop(self.netG.parameters(), lr=self.cfg.lr)}
+        return {"optD": torch.optim.RMSprop(self.netD.parameters(), lr=self.cfg.lr,
+                                            foreach=True),
+                "optG": torch.optim.RMSprop(self.netG.parameters(), lr=self.cfg.lr,
+                                            foreach=True)}
 
     def build(self) -> None:
         super().build()
