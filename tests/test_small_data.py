@@ -177,7 +177,7 @@ def test_r1_changes_d_and_resumes_exactly(name, colour_store, tmp_path):
     checkpoint equals a straight one."""
     def cfg(**kw):
         if name == "dcgan":
-            return tiny(**kw)
+            return tiny(d_norm="none", **kw)
         extra = {"label_columns": ["color"]} if name in ("cgan", "acgan") else {}
         return classic(name, d_norm="none", **extra, **kw)
 
@@ -190,8 +190,21 @@ def test_r1_changes_d_and_resumes_exactly(name, colour_store, tmp_path):
                                 weights_only=True)["modules"]["netD"]
                      for run in ("straight", "plain"))
     assert any(not torch.equal(v, d_plain[k]) for k, v in d_r1.items())
-    if name != "dcgan":  # d_norm none: no batch norm
-        assert not any("running_mean" in k for k in d_r1)
+    assert not any("running_mean" in k for k in d_r1)  # d_norm none: no batch norm
+
+
+def test_dcgan_d_without_batch_norm_has_zero_biases_instead():
+    """d_norm none: the batch norms go, every trunk convolution gets a bias starting at 0;
+    the paper's D (the default) keeps its batch norms and has no biases."""
+    plain = define_D(3, 8, batch_norm=False)
+    convs = [m for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in convs[:-1])
+    assert convs[-1].bias is None  # the logit layer, as the paper's
+    paper = define_D(3, 8)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in paper.modules()) == 3
+    assert all(m.bias is None for m in paper.modules() if isinstance(m, nn.Conv2d))
+    assert plain(torch.randn(2, 3, 64, 64)).shape == (2,)
 
 
 def test_r1_is_refused_where_the_critic_has_its_own_penalty_or_clipping(tmp_path):

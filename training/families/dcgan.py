@@ -33,6 +33,7 @@ from training.repair import flip_inversion
 
 VARIANTS = ("baseline", "augment", "symmetric")
 GAN_LOSSES = ("bce", "hinge")
+D_NORMS = ("batch", "none")
 LOSSES = ("d_loss_real", "d_loss_fake", "g_loss_orig", "d_loss_real_flip", "d_loss_fake_flip",
           "g_loss_flip")
 
@@ -50,6 +51,9 @@ class DCGANConfig(GANConfig):
                                  "convolution (ProGAN), against mode collapse")
     spectral_norm: bool = option(False, "spectral normalisation of D's convolutions (D then "
                                  "has no batch norm, as SNGAN's)")
+    d_norm: str = option("batch", "D's normalisation: batch (the paper's) or none (biases "
+                         "instead; with r1_gamma, what keeps G from collapsing on a few hundred "
+                         "images)", choices=D_NORMS)
 
     # demo_small_data: the small-data tools at a step count that fits the make run budget; a
     # candidate for `demo`, not yet measured against it (benchmarks/demo_quality.py)
@@ -84,7 +88,8 @@ class DCGAN(Family):
         cfg = self.cfg
         self.netG = self.to_device(define_G(cfg.nz, cfg.ngf))
         self.netD = self.to_device(define_D(3, cfg.ndf, spectral_norm=cfg.spectral_norm,
-                                            minibatch_std=cfg.minibatch_std))
+                                            minibatch_std=cfg.minibatch_std,
+                                            batch_norm=cfg.d_norm == "batch"))
         self.modules = {"netG": self.netG, "netD": self.netD}
         self.optimizers = {"optG": self.adam(self.netG), "optD": self.adam(self.netD)}
         self.ema = EMA(self.netG, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay else None
