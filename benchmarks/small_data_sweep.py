@@ -142,6 +142,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 log.write(json.dumps(row) + "\n")
+                log.flush()  # a sweep cut short keeps the rows it finished
     print()
     print(table([r for r in rows if "error" not in r], order))
 

@@ -71,7 +71,7 @@ full_pipeline = define_asset_job(
     tags={"dagster/partition": "demo"},  # the demo shop end to end, with no argument needed
     description="The demo shop end to end: crawl -> catalogue -> labels -> splits -> front "
                 "photos -> person detector and crops -> segmentation store -> the classifier and "
-                "the demo set, one model of each kind (DCGAN symmetric, CGAN, pix2pix "
+                "the demo set, one model of each kind (GAN, CGAN, pix2pix "
                 "packshot -> person) -> leaderboards. train_job trains every family.")
 
 

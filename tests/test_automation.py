@@ -10,7 +10,7 @@ from dagster import AssetKey, AssetMaterialization, DagsterInstance, evaluate_au
 BERLIN = ZoneInfo("Europe/Berlin")
 CHAIN = {"catalogue", "attribute_labels", "dataset_splits", "packshot_store",
          "front_model_images", "person_detector", "person_crops", "segmentation_store"}
-TRAINING = {"attribute_classifier", "paired_images", "dcgan_symmetric", "cgan",
+TRAINING = {"attribute_classifier", "paired_images", "gan", "cgan",
             "pix2pix_packshot_to_person", "gan_leaderboard", "translator_leaderboard"}
 
 

@@ -59,8 +59,7 @@ FAST = RunConfig(ops={
     # the demo set, one model of each kind
     # scored by their assets with the leaderboard's 40 samples: the leaderboard takes the
     # scores from its cache; train_job's extras below score 60, so the leaderboard scores them
-    "dcgan_symmetric": asset_config("dcgan_symmetric", steps=2, batch_size=4, ngf=8, ndf=8,
-                                    repair_steps=3, eval_samples=40),
+    "gan": asset_config("gan", steps=2, batch_size=4, ngf=8, ndf=8, eval_samples=40),
     "cgan": asset_config("cgan", steps=2, batch_size=4, ngf=8, ndf=8, eval_samples=40),
     "pix2pix_packshot_to_person": asset_config("pix2pix_packshot_to_person", steps=2,
                                                batch_size=4, ngf=4, ndf=4, eval_samples=10)})
@@ -71,12 +70,12 @@ TRAIN_JOB_EXTRA = {
     "wgan_gp": asset_config("wgan_gp", steps=2, batch_size=4, ngf=8, ndf=8, eval_samples=60),
     **{f"dcgan_{v}": asset_config(f"dcgan_{v}", steps=2, batch_size=4, ngf=8, ndf=8,
                                   repair_steps=3, eval_samples=60)
-       for v in VARIANTS if v != "symmetric"}}
+       for v in VARIANTS}}
 
 
 @pytest.fixture(scope="module")
 def extra(env):
-    """train_job's families beside the demo set (the other DCGAN variants, BiGAN, WGAN-GP)
+    """train_job's families beside the demo set (the three DCGAN variants, BiGAN, WGAN-GP)
     through their generated assets, then the leaderboard, in the same store and registry."""
     from dagster import materialize
 
@@ -152,19 +151,20 @@ def test_model_image_stages_on_demo(env):
 
 
 def test_full_pipeline_trains_one_model_of_each_kind(env):
-    """The demo set: a sampler (DCGAN symmetric), a conditional sampler (CGAN), a translator
+    """The demo set: a sampler (GAN), a conditional sampler (CGAN), a translator
     (pix2pix packshot -> person, on the paired store full_pipeline builds) beside the
     attribute classifier; each registered with a champion. train_job trains the rest."""
     import mlflow
 
     store, first = env["store"], env["first"]
     trained = {e.asset_key.to_user_string() for e in first.get_asset_materialization_events()}
-    assert {"attribute_classifier", "paired_images", "dcgan_symmetric", "cgan",
+    assert {"attribute_classifier", "paired_images", "gan", "cgan",
             "pix2pix_packshot_to_person"} <= trained
-    assert not trained & {"dcgan_baseline", "dcgan_augment", "bigan", "wgan_gp"}
+    assert not trained & {"dcgan_baseline", "dcgan_augment", "dcgan_symmetric", "bigan",
+                          "wgan_gp"}
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
     kinds = {}
-    for model in ("fashion-dcgan", "fashion-cgan", "fashion-pix2pix",
+    for model in ("fashion-gan", "fashion-cgan", "fashion-pix2pix",
                   "fashion-classifier-multihead"):
         champion = client.get_model_version_by_alias(model, "champion")
         kinds[model] = champion.tags["kind"]
@@ -183,8 +183,7 @@ def test_dcgan_runs_in_mlflow(env, extra):
     versions = client.search_model_versions("name='fashion-dcgan'")
     assert sorted(v.tags["variant"] for v in versions) == sorted(VARIANTS)
     for variant in VARIANTS:
-        result = env["first"] if variant == "symmetric" else extra
-        meta = metadata(result, f"dcgan_{variant}")
+        meta = metadata(extra, f"dcgan_{variant}")
         run = client.get_run(meta["mlflow_run_id"])
         assert run.data.params["variant"] == variant and run.data.params["steps"] == "2"
         history = client.get_metric_history(run.info.run_id, "g_loss_flip")
@@ -208,7 +207,7 @@ def test_leaderboard_crowns_a_champion(env):
     assert meta["models_scored"] == 2 and meta["versions_scored_now"] == 0
     assert meta["versions_from_cache"] == 2
     table = pd.read_parquet(store / "evaluation" / "scores.parquet")
-    for asset_key in ("dcgan_symmetric", "cgan"):
+    for asset_key in ("gan", "cgan"):
         asset_meta = metadata(first, asset_key)
         model, version = asset_meta["model"].split(" version ")
         [row] = table[(table["model"] == model) & (table["version"] == int(version))
@@ -216,7 +215,7 @@ def test_leaderboard_crowns_a_champion(env):
         assert row["frechet_distance"] == asset_meta["metrics"]["frechet_distance"]
     assert (store / "evaluation" / "champions.png").exists()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow/mlflow.db")
-    assert set(meta["champions"]) == {"fashion-dcgan", "fashion-cgan"}
+    assert set(meta["champions"]) == {"fashion-gan", "fashion-cgan"}
     for model, version in meta["champions"].items():
         assert int(client.get_model_version_by_alias(model, "champion").version) == version
 
@@ -242,7 +241,7 @@ def test_bigan_runs_in_mlflow(env, extra):
 def test_train_job_families_join_the_registry_and_the_leaderboard_pays_only_for_them(
         env, extra):
     """train_job's families beside the demo set (their generated assets): registered as
-    fashion-<family> with their tags; the leaderboard then scores only these four new
+    fashion-<family> with their tags; the leaderboard then scores only these five new
     versions, takes the demo set's two from its cache, and crowns every family."""
     import mlflow
 
@@ -252,9 +251,9 @@ def test_train_job_families_join_the_registry_and_the_leaderboard_pays_only_for_
     assert cgan.tags["kind"] == "conditional" and cgan.tags["label_columns"] == "category,color"
     assert client.search_model_versions("name='fashion-wgan-gp'")
     meta = metadata(extra, "gan_leaderboard")
-    assert meta["versions_scored_now"] == 4 and meta["versions_from_cache"] == 2
-    assert set(meta["champions"]) == {"fashion-dcgan", "fashion-cgan", "fashion-bigan",
-                                      "fashion-wgan-gp"}
+    assert meta["versions_scored_now"] == 5 and meta["versions_from_cache"] == 2
+    assert set(meta["champions"]) == {"fashion-gan", "fashion-cgan", "fashion-dcgan",
+                                      "fashion-bigan", "fashion-wgan-gp"}
     table = pd.read_csv(store / "evaluation" / "leaderboard.csv")
     assert set(table["variant"].dropna()) >= {*VARIANTS, "EX6"}
     assert table["frechet_distance"].notna().all() and table["fid_inception"].isna().all()

@@ -4,8 +4,8 @@ leaderboard that crowns each family's champion.
 
 The Dagster config of each asset is generated from its family's config dataclass
 (training.config.option fields: help text and allowed values), so a new family needs no code
-here. full_pipeline trains the variants marked in_demo (one model of each kind: DCGAN
-symmetric, CGAN, pix2pix packshot -> person); train_job trains every family.
+here. full_pipeline trains the variants marked in_demo (one model of each kind: GAN,
+CGAN, pix2pix packshot -> person); train_job trains every family.
 """
 
 import dataclasses

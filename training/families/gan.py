@@ -27,6 +27,7 @@ class GAN(ClassicGAN):
 
     name = "gan"
     Config = GANConfig
+    in_demo = True  # full_pipeline's sampler: garments at its demo profile within make run
     losses = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake")
 
     def step(self, real, labels, gen, measure):
