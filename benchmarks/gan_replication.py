@@ -9,8 +9,10 @@
   flip-inversion repair before/after (symmetry error, reconstruction error);
 - BiGAN presets (EX1, EX4, EX7 by default: λ1 = 0.05, 1, 2.5, L_AD alone): held-out pixel
   and latent reconstruction error, mode coverage, Fréchet distance.
-Every model is trained by training.loop.train, restored from its run folder (the discriminator
-for the flip gap comes with it) and scored by the same training.evaluation.evaluate_generator,
+The DCGAN keeps the paper's discriminator (batch norm, no R1 penalty), also where the profile
+sets the small-data recipe. Every model is trained by training.loop.train, restored from its
+run folder (the discriminator for the flip gap comes with it) and scored by the same
+training.evaluation.evaluate_generator,
 sampled as its registry tags say (DCGAN z ~ N(0, I), BiGAN z ~ U[-1, 1]). The classifier is
 assets_store/models/attribute_classifier.pt when it exists, else trained once here (seed 0).
 Runs on CUDA when present (training; scoring on the CPU). Needs datasets/packshots.h5.
@@ -88,8 +90,10 @@ def main() -> None:
     dcgan_rows, bigan_rows = [], []
     for variant in args.variants:
         for seed in args.seeds:
+            # the paper's D (batch norm, no R1) whatever the demo profile's small-data recipe
             cfg = DCGANConfig.profile(args.profile, variant=variant, steps=args.steps,
-                                      seed=seed, sample_every=10**9, checkpoint_every=10**9)
+                                      seed=seed, sample_every=10**9, checkpoint_every=10**9,
+                                      d_norm="batch", r1_gamma=0.0)
             out = work / f"dcgan-{variant}-{seed}"
             t0 = time.perf_counter()
             summary = train("dcgan", cfg, args.data, out)
