@@ -63,6 +63,18 @@ def real_coverage(data: H5ImageDataset, classifier, values: dict) -> float:
 
 
 
+def train_and_score(name: str, cfg, data_path: Path, out: Path, data: H5ImageDataset,
+                    classifier, values: dict, samples: int, score_seed: int) -> tuple[dict, dict]:
+    """Train one config into out, restore it from there and score it as the leaderboard does:
+    (the training summary, the scores)."""
+    family = get_family(name)
+    summary = train(name, cfg, data_path, out)
+    trained = family.restore(cfg, open_dataset(data_path, **family.data_options(cfg)), out)
+    scores = evaluate_generator(trained.sampler(), trained.registry_tags(), data, classifier,
+                                values, n=samples, seed=score_seed)
+    return summary, scores
+
+
 def summary_table(rows: list[dict]) -> str:
     lines = ["| family | seeds | " + " | ".join(COLUMNS) + " | collapsed |",
              "|---" * (len(COLUMNS) + 3) + "|"]
@@ -141,13 +153,9 @@ def main() -> None:
                                                    "checkpoint_every": 10**9})
             out = work / f"{name}-{seed}"
             t0 = time.perf_counter()
-            summary = train(name, cfg, args.data, out)
-            trained = family.restore(cfg, open_dataset(args.data, **family.data_options(cfg)),
-                                     out)
-            tags = trained.registry_tags()
-            scores = evaluate_generator(trained.sampler(), tags, data, classifier, values,
-                                        n=args.samples,
-                                        seed=seed if args.score_seed is None else args.score_seed)
+            summary, scores = train_and_score(
+                name, cfg, args.data, out, data, classifier, values, args.samples,
+                seed if args.score_seed is None else args.score_seed)
             row = {"family": name, "seed": seed, "images_per_s": summary["images_per_s"],
                    **scores, "collapsed": scores["mode_coverage"] < COLLAPSE * real,
                    "wall_s": round(time.perf_counter() - t0, 1)}

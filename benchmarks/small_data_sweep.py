@@ -18,18 +18,18 @@ sample grid (grids/). The quality figures do not depend on the machine's load; w
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.collection_replication import parse_options  # noqa: E402
+from benchmarks.collection_replication import parse_options, train_and_score  # noqa: E402
 
 METRICS = ("frechet_distance", "kid", "precision", "recall", "mode_coverage",
            "mode_coverage_real", "conditional_accuracy", "wall_s")
@@ -41,35 +41,28 @@ def parse_run(text: str) -> tuple[str, dict]:
     return family, parse_options(pairs)
 
 
-def train_and_score(family_name: str, options: dict, seed: int, data_path: str,
-                    classifier_path: str, out: str, samples: int, score_seed: int) -> dict:
-    """One run in a fresh process: train at the demo profile + options, restore, score."""
+def run_one(family_name: str, options: dict, seed: int, data_path: str,
+            classifier_path: str, out: str, samples: int, score_seed: int) -> dict:
+    """One run in a fresh process: the demo profile + options, trained and scored by
+    collection_replication.train_and_score; the wall time is the training's."""
     import torch
 
     if not torch.cuda.is_available():
         torch.set_num_threads(1)
     from training.classifier import load_classifier
-    from training.datasets import H5ImageDataset, open_dataset
-    from training.evaluation import evaluate_generator
+    from training.datasets import H5ImageDataset
     from training.family import get_family
-    from training.loop import train
 
-    family = get_family(family_name)
     seed = int(options.pop("seed", seed))  # a run's own seed= wins over --seeds
-    steps = int(options.get("steps", family.Config.profile("demo").steps))
-    cfg = family.Config.profile("demo", **{**options, "seed": seed, "sample_every": steps,
-                                           "checkpoint_every": 10**9})
+    cfg = get_family(family_name).Config.profile("demo", **{**options, "seed": seed,
+                                                            "checkpoint_every": 10**9})
+    cfg = dataclasses.replace(cfg, sample_every=cfg.steps)  # one grid, at the end
     run_dir = Path(out) / "runs" / f"{label(family_name, options)}_s{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    t0 = time.perf_counter()
-    summary = train(family_name, cfg, Path(data_path), run_dir)
-    wall = time.perf_counter() - t0
-    trained = family.restore(cfg, open_dataset(Path(data_path), **family.data_options(cfg)),
-                             run_dir)
     classifier, values = load_classifier(Path(classifier_path))
-    scores = evaluate_generator(trained.sampler(), trained.registry_tags(),
-                                H5ImageDataset(Path(data_path)), classifier, values,
-                                n=samples, seed=score_seed)
+    summary, scores = train_and_score(family_name, cfg, Path(data_path), run_dir,
+                                      H5ImageDataset(Path(data_path)), classifier, values,
+                                      samples, score_seed)
     grids = Path(out) / "grids"
     grids.mkdir(parents=True, exist_ok=True)
     last = sorted((run_dir / "samples").glob("*.png"))
@@ -77,7 +70,7 @@ def train_and_score(family_name: str, options: dict, seed: int, data_path: str,
         shutil.copy(last[-1], grids / f"{label(family_name, options)}_s{seed}.png")
     return {"family": family_name, "options": options, "seed": seed, **scores,
             "images_per_s": summary["images_per_s"], "device": summary.get("device"),
-            "wall_s": round(wall, 1)}
+            "wall_s": round(summary["wall_s"], 1)}
 
 
 def label(family: str, options: dict) -> str:
@@ -130,7 +123,7 @@ def main() -> None:
     order = [label(f, o) for f, o in runs]
     rows = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(train_and_score, f, o, s, str(args.data), str(args.classifier),
+        futures = {pool.submit(run_one, f, o, s, str(args.data), str(args.classifier),
                                str(args.out), args.samples, args.score_seed): label(f, o)
                    for f, o in runs for s in args.seeds}
         with open(args.out / "rows.jsonl", "a") as log:
