@@ -124,3 +124,29 @@ def test_a_checkpoint_that_predates_an_option_resumes_with_its_default():
     saved = {k: v for k, v in dataclasses.asdict(tiny()).items() if k != "ema_decay"}
     assert config_differences(saved, tiny(steps=5)) == {}
     assert config_differences(saved, tiny(ema_decay=0.9)) == {"ema_decay": (0.0, 0.9)}
+
+
+def test_an_update_computes_only_its_optimisers_gradients():
+    """Family.update backpropagates into the optimiser's own parameters: G's step through D
+    leaves D's gradients as they were (not computed), and G's equal a plain backward()'s."""
+    import torch
+
+    from training.families.dcgan import DCGAN
+
+    family = DCGAN(tiny(bf16=False), None, torch.device("cpu"))
+    torch.manual_seed(0)
+    family.build()
+    g_net, d_net = family.netG, family.netD
+    z = torch.randn(4, 16, 1, 1)
+
+    d_net(g_net(z)).mean().backward()  # what a plain backward() computes
+    plain_g = [p.grad.clone() for p in g_net.parameters()]
+    assert all(p.grad is not None for p in d_net.parameters())
+    for p in [*g_net.parameters(), *d_net.parameters()]:
+        p.grad = None
+
+    opt = family.optimizers["optG"]
+    opt.step = lambda: None  # keep the weights: compare the gradients alone
+    family.update("optG", d_net(g_net(z)).mean())
+    assert all(torch.equal(p.grad, g) for p, g in zip(g_net.parameters(), plain_g, strict=True))
+    assert all(p.grad is None for p in d_net.parameters())

@@ -37,6 +37,15 @@ def register(cls: type["Family"]) -> type["Family"]:
     return cls
 
 
+def backward_to(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+    """loss.backward() into the optimiser's parameters only. A G loss runs through D, and a
+    plain backward() also computes D's weight gradients, which nothing reads before D's next
+    zero_grad: a twelfth of a DCGAN step's arithmetic. Autograd skips them when told which
+    leaves it is for; the gradients it does compute are the same."""
+    params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
+    torch.autograd.backward(loss, inputs=params)
+
+
 def load_families() -> dict[str, type["Family"]]:
     """Import every module of training/families/ (each registers itself); name -> family."""
     import training.families as package
@@ -107,6 +116,9 @@ class Family:
                 able = [n for n, f in FAMILIES.items() if tool in f.small_data]
                 raise ValueError(f"{cls.name} does not implement {field}; families that do: "
                                  f"{', '.join(able) or 'none'}")
+        if getattr(cfg, "r1_every", 1) > 1 and not getattr(cfg, "r1_gamma", 0):
+            raise ValueError(f"r1_every={cfg.r1_every} spaces out an R1 penalty that is off: "
+                             "set r1_gamma > 0 too, or leave r1_every at 1")
 
     # ----- declared by the family ------------------------------------------------------------
     @classmethod
@@ -222,7 +234,7 @@ class Family:
         step: the one way every family updates a set of networks."""
         opt = self.optimizers[optimizer]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        backward_to(loss, opt)
         average_gradients(*self.networks_of(optimizer))
         opt.step()
 

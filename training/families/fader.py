@@ -35,7 +35,7 @@ from torch import nn
 
 from training.families.cgan import as_columns, class_accuracy, class_loss
 from training.families.stargan import AttributeConfig, AttributeEditor, kept_values
-from training.family import Family, option, register
+from training.family import Family, backward_to, option, register
 from training.runtime import average_gradients
 from training.translation_metrics import translate, translation_grid
 
@@ -172,7 +172,7 @@ class FaderNetworks(AttributeEditor, Family):
         """Family.update with the paper's gradient-norm clip before the step."""
         opt = self.optimizers[optimizer]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        backward_to(loss, opt)
         nets = list(self.networks_of(optimizer))
         average_gradients(*nets)
         if self.cfg.clip_grad_norm:
