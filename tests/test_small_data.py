@@ -13,7 +13,7 @@ from training.ema import EMA
 from training.families.dcgan import DCGAN, DCGANConfig
 from training.family import get_family
 from training.loop import train
-from training.losses import r1_penalty
+from training.losses import r1_loss, r1_penalty
 from training.models.dcgan import MinibatchStd, define_D, define_G
 
 
@@ -191,6 +191,48 @@ def test_r1_changes_d_and_resumes_exactly(name, colour_store, tmp_path):
                      for run in ("straight", "plain"))
     assert any(not torch.equal(v, d_plain[k]) for k, v in d_r1.items())
     assert not any("running_mean" in k for k in d_r1)  # d_norm none: no batch norm
+
+
+def test_lazy_r1_is_k_times_the_penalty_on_every_kth_step_and_nothing_between():
+    """r1_every = k: k·γ/2·penalty on the steps 0, k, 2k, … (so its mean over k steps is the
+    eager term), and a zero that runs no pass through the critic on the others."""
+    w = nn.Parameter(torch.randn(1, 3, 4, 4))
+    calls = []
+
+    def critic(x):
+        calls.append(len(x))
+        return (x * w).flatten(1).sum(1)
+
+    real = torch.randn(5, 3, 4, 4)
+    eager = r1_loss(2.0, critic, real).item()
+    assert eager == pytest.approx(w.pow(2).sum().item(), rel=1e-5)  # γ/2 = 1
+    calls.clear()
+    terms = [r1_loss(2.0, critic, real, every=4, step=s).item() for s in range(8)]
+    assert terms[0] == terms[4] == pytest.approx(4 * eager, rel=1e-5)
+    assert all(t == 0.0 for i, t in enumerate(terms) if i % 4)
+    assert sum(terms) / 8 == pytest.approx(eager, rel=1e-5)
+    assert calls == [5, 5]  # the critic ran on steps 0 and 4 only
+
+
+def test_lazy_r1_trains_differently_and_resumes_exactly(colour_store, tmp_path):
+    """gan with r1_every 2: a run split by a checkpoint at an odd step equals a straight one,
+    and it is not the eager run."""
+    cfg = lambda **kw: classic("gan", d_norm="none", r1_gamma=5.0, **kw)  # noqa: E731
+    straight = train("gan", cfg(r1_every=2), colour_store, tmp_path / "straight")
+    train("gan", cfg(r1_every=2, steps=3), colour_store,
+          tmp_path / "resumed")
+    assert train("gan", cfg(r1_every=2), colour_store,
+                 tmp_path / "resumed")["final_losses"] == straight["final_losses"]
+    train("gan", cfg(), colour_store, tmp_path / "eager")
+    d_lazy, d_eager = (torch.load(tmp_path / run / "checkpoint.pt",
+                                  weights_only=True)["modules"]["netD"]
+                       for run in ("straight", "eager"))
+    assert any(not torch.equal(v, d_eager[k]) for k, v in d_lazy.items())
+
+
+def test_r1_every_without_r1_gamma_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="r1_every=4 spaces out an R1 penalty that is off"):
+        train("gan", classic("gan", r1_every=4), "unused.h5", tmp_path)
 
 
 def test_dcgan_d_without_batch_norm_has_zero_biases_instead():

@@ -214,7 +214,8 @@ class ClassicGAN(Family):
         """R1's term of D's loss, γ/2·E‖∇ₓD(x)‖² at the real batch (0 when r1_gamma is 0),
         through D as the step sees it (behind the augmentation when augment is set, as
         StyleGAN2-ADA); extra args (a condition) go to D."""
-        return r1_loss(self.cfg.r1_gamma, self.D, real, *args)
+        return r1_loss(self.cfg.r1_gamma, self.D, real, *args, every=self.cfg.r1_every,
+                       step=self.current_step)
 
     def generator_step(self, n_critic: int) -> bool:
         """Whether G is updated on this step: after every n_critic-th D update (the WGAN

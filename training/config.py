@@ -81,6 +81,9 @@ class GANConfig(ProfileConfig):
                              ge=0)
     r1_gamma: float = option(0.0, "γ of the R1 penalty γ/2·E‖∇D(x)‖² on the real images in "
                              "D's update (0: off)", ge=0)
+    r1_every: int = option(1, "lazy R1 (StyleGAN2): the penalty, weighted by this number, on "
+                           "every this-many-th D update only; the same expected gradient at a "
+                           "fraction of the cost of its double backward", ge=1)
 
     PROFILES: ClassVar[dict[str, dict]] = {
         "demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "ndf": 64,

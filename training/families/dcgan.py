@@ -130,7 +130,8 @@ class DCGAN(Family):
                 errD = (d_real + d_fake + d_real_flip + d_fake_flip) / 4
             else:
                 errD = d_real + d_fake
-        errD = errD + r1_loss(cfg.r1_gamma, lambda x: D(x, gen), real)
+        errD = errD + r1_loss(cfg.r1_gamma, lambda x: D(x, gen), real, every=cfg.r1_every,
+                              step=self.current_step)
         self.update("optD", errD)
 
         # (2) Update G
