@@ -199,9 +199,9 @@ class ClassicGAN(Family):
         self.g_optimizers = {name for name in self.optimizers
                              if any(m is self.netG for m in self.networks_of(name))}
 
-    def update(self, optimizer: str, loss: torch.Tensor) -> None:
+    def update(self, optimizer: str, loss: torch.Tensor, max_grad_norm: float = 0.0) -> None:
         """The frame's update, then G's moving average follows every step that moved G."""
-        super().update(optimizer, loss)
+        super().update(optimizer, loss, max_grad_norm)
         if self.ema is not None and optimizer in self.g_optimizers:
             self.ema.update(self.netG)
 

@@ -229,13 +229,17 @@ class Family:
                 "main_goal": self.main_measure[1]}
 
     # ----- shared by every family ------------------------------------------------------------
-    def update(self, optimizer: str, loss: torch.Tensor) -> None:
-        """zero_grad, backward, data-parallel gradient averaging (a no-op on one process),
-        step: the one way every family updates a set of networks."""
+    def update(self, optimizer: str, loss: torch.Tensor, max_grad_norm: float = 0.0) -> None:
+        """zero_grad, backward, data-parallel gradient averaging (a no-op on one process), the
+        gradient-norm clip when max_grad_norm is set (Fader's), step: the one way every family
+        updates a set of networks."""
         opt = self.optimizers[optimizer]
         opt.zero_grad(set_to_none=True)
         backward_to(loss, opt)
-        average_gradients(*self.networks_of(optimizer))
+        nets = list(self.networks_of(optimizer))
+        average_gradients(*nets)
+        if max_grad_norm:
+            nn.utils.clip_grad_norm_([p for n in nets for p in n.parameters()], max_grad_norm)
         opt.step()
 
     def networks_of(self, optimizer: str) -> Iterator[nn.Module]:

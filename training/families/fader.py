@@ -35,8 +35,7 @@ from torch import nn
 
 from training.families.cgan import as_columns, class_accuracy, class_loss
 from training.families.stargan import AttributeConfig, AttributeEditor, kept_values
-from training.family import Family, backward_to, option, register
-from training.runtime import average_gradients
+from training.family import Family, option, register
 from training.translation_metrics import translate, translation_grid
 
 SLIDER_MIX = (0.25, 0.5, 0.75)  # the sheet's mixtures between the slider's two values
@@ -168,18 +167,6 @@ class FaderNetworks(AttributeEditor, Family):
         self.modules = {"ae": self.ae, "lat_dis": self.lat_dis}
         self.optimizers = {"optAE": self.adam(self.ae), "optDis": self.adam(self.lat_dis)}
 
-    def clipped_update(self, optimizer: str, loss: torch.Tensor) -> None:
-        """Family.update with the paper's gradient-norm clip before the step."""
-        opt = self.optimizers[optimizer]
-        opt.zero_grad(set_to_none=True)
-        backward_to(loss, opt)
-        nets = list(self.networks_of(optimizer))
-        average_gradients(*nets)
-        if self.cfg.clip_grad_norm:
-            nn.utils.clip_grad_norm_([p for n in nets for p in n.parameters()],
-                                     self.cfg.clip_grad_norm)
-        opt.step()
-
     def lambda_dis(self) -> float:
         """λ_dis ramped linearly from 0 over the first lambda_schedule steps."""
         s = self.cfg.lambda_schedule
@@ -203,7 +190,7 @@ class FaderNetworks(AttributeEditor, Family):
         with self.autocast:
             preds = lat_dis(code)
         dis_loss = class_loss(preds, y, self.label_sizes)
-        self.clipped_update("optDis", dis_loss)
+        self.update("optDis", dis_loss, cfg.clip_grad_norm)
 
         # (2) Update the autoencoder: reconstruct with y, make the discriminator wrong
         lat_dis.eval()
@@ -214,7 +201,7 @@ class FaderNetworks(AttributeEditor, Family):
             adv = class_loss(lat_dis(code), flipped, self.label_sizes)
         rec_mse = F.mse_loss(rec.float(), real.float())
         ae_loss = cfg.lambda_ae * rec_mse + weight * adv
-        self.clipped_update("optAE", ae_loss)
+        self.update("optAE", ae_loss, cfg.clip_grad_norm)
         lat_dis.train()
         row = {"dis_loss": dis_loss, "dis_accuracy": class_accuracy(preds, y, self.label_sizes),
                "ae_loss": ae_loss, "rec_mse": rec_mse, "adv_loss": adv,
