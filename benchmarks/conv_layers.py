@@ -15,6 +15,7 @@ matrix-product peaks are measured in the same run.
 # ruff: noqa: N812
 
 import argparse
+import copy
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.classic_speed import machine, machine_line, matmul_peaks  # noqa: E402
+from benchmarks.classic_speed import (  # noqa: E402
+    FlopCount,
+    machine,
+    machine_line,
+    matmul_peaks,
+)
 
 NETS = ("unet", "resnet", "patchgan", "dcgan-g", "dcgan-d")
 
@@ -60,14 +66,11 @@ def conv_inputs(net: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.
 
 
 def forward_gflop(layer: nn.Module, shape: torch.Size) -> float:
-    """2 x multiply-adds of the layer's forward pass (the backward's input and weight
-    gradients cost the same each)."""
-    kh, kw = layer.kernel_size
-    if isinstance(layer, nn.ConvTranspose2d):
-        return 2 * shape.numel() * layer.out_channels * kh * kw / layer.groups / 1e9
-    with torch.no_grad():
-        out = layer(torch.zeros(shape))
-    return 2 * out.numel() * (layer.in_channels // layer.groups) * kh * kw / 1e9
+    """GFLOP of the layer's forward pass, by torch.utils.flop_counter's formulas (the
+    backward's input and weight gradients cost the same each)."""
+    with torch.no_grad(), FlopCount() as counter:
+        layer(torch.zeros(shape))
+    return counter.total / 1e9
 
 
 def timed(fn: Callable[[], None], repeats: int) -> float:
@@ -83,18 +86,17 @@ def timed(fn: Callable[[], None], repeats: int) -> float:
 
 def measure(layer: nn.Module, shape: torch.Size, bf16: bool, repeats: int) -> dict[str, float]:
     """Seconds of the forward, the input gradient and the weight gradient of a copy of
-    `layer` (fresh weights: only the shapes matter)."""
-    copy = type(layer)(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                       layer.padding, bias=layer.bias is not None)
+    `layer`, in the memory format of the arithmetic timed."""
+    conv = copy.deepcopy(layer)
     x = torch.randn(shape)
     if bf16:
-        copy = copy.to(memory_format=torch.channels_last)
+        conv = conv.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
 
     def forward() -> torch.Tensor:
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            return copy(x)
+            return conv(x)
 
     grad = torch.ones_like(forward())
 
@@ -104,7 +106,7 @@ def measure(layer: nn.Module, shape: torch.Size, bf16: bool, repeats: int) -> di
     with torch.no_grad():
         fwd = timed(forward, repeats)
     both_input = timed(backward_to([x]), repeats)
-    both_weight = timed(backward_to([copy.weight]), repeats)
+    both_weight = timed(backward_to([conv.weight]), repeats)
     return {"forward": fwd, "input_grad": max(both_input - fwd, 1e-9),
             "weight_grad": max(both_weight - fwd, 1e-9)}
 
