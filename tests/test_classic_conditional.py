@@ -212,6 +212,29 @@ def test_began_resumes_exactly_with_its_k_t(colour_store, tmp_path):
         assert all(torch.equal(a[module][k], b[module][k]) for k in a[module]), module
 
 
+
+def test_began_with_augment_reconstructs_the_augmented_image():
+    """With `augment`, L(v) is taken at v = the augmented image, input and target alike: an
+    autoencoder that reproduces its input perfectly loses nothing, although the policy moved
+    the image (compared with the unaugmented image it would lose)."""
+    from torch import nn
+
+    from training.classic import Augmented
+
+    began = get_family("began")
+    model = began(tiny("began", backbone="infogan", augment="translation"), None,
+                  torch.device("cpu"))
+    model.netD = nn.Identity()
+    model.D = Augmented(model.netD, "translation", 1.0)
+    x = torch.rand(8, 3, 32, 32).mul(2).sub(1)
+    torch.manual_seed(0)
+    assert model.reconstruction(x).item() == 0.0
+    torch.manual_seed(0)
+    assert (model.D.augment(x) - x).abs().mean().item() > 0.01
+    plain = began(tiny("began", backbone="infogan"), None, torch.device("cpu"))
+    plain.netD = nn.Tanh()  # without augment: L(x) = mean |D(x) − x|
+    assert plain.reconstruction(x).item() == pytest.approx((x.tanh() - x).abs().mean().item())
+
 def test_pull_away_term():
     same = torch.ones(4, 8)
     assert pull_away(same).item() == pytest.approx(1.0)

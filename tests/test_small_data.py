@@ -125,7 +125,7 @@ def classic(name: str, **kw):
 @pytest.mark.parametrize("name", ["gan", "wgan_gp", "acgan", "began"])
 def test_classic_families_take_the_tools_and_resume_exactly(name, colour_store, tmp_path):
     """The collection's families judge through D behind the augmentation and keep G's moving
-    average (EBGAN/BEGAN: the average only); a run split by a checkpoint equals a straight
+    average (EBGAN: the average only); a run split by a checkpoint equals a straight
     one, the average included, and the average is what the family exports."""
     tools = {"ema_decay": 0.5, "ema_warmup": 1}
     if "augment" in get_family(name).small_data:

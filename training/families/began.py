@@ -8,9 +8,11 @@ reconstruction loss (mean over pixels), and an equilibrium controller k_t balanc
 
 γ = E[L(G(z))] / E[L(x)] is the diversity ratio the controller holds: the paper's range is
 0.3–0.7 (0.5 here; the collection used 1). One z per step, G's loss taken after D's update
-(as the collection), z ~ U[-1, 1] as the paper. k_t lives in a registered buffer of the
-module `balance`, so checkpoints save it and a resumed run continues exactly; under torchrun
-the controller's step is averaged over the processes, so every rank holds the same k_t.
+(as the collection), z ~ U[-1, 1] as the paper. With `augment`, D reconstructs the augmented
+image (measured worse on the demo shop, benchmarks/README.md).
+k_t lives in a registered buffer of the module `balance`, so checkpoints save it and a resumed
+run continues exactly; under torchrun the controller's step is averaged over the processes, so
+every rank holds the same k_t.
 """
 
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ class BEGAN(ClassicGAN):
     """BEGAN: L1 autoencoder D, k_t equilibrium control, convergence measure M."""
 
     name = "began"
-    small_data = ("ema",)  # D reconstructs its input: augmenting it would change the target
+    small_data = ("augment", "ema")  # with augment, D reconstructs the augmented image
     Config = BEGANConfig
     latent = "uniform"
     losses = ("d_loss", "g_loss", "l_real", "l_fake", "k_t", "convergence")
@@ -65,20 +67,26 @@ class BEGAN(ClassicGAN):
         self.balance = Equilibrium().to(self.device)
         self.modules["balance"] = self.balance
 
+    def reconstruction(self, x: torch.Tensor) -> torch.Tensor:
+        """L(v) at v = x, or with `augment` at v = the augmented x: D sees and reconstructs
+        the same augmented image, so the target moves with the input (DiffAugment's
+        differentiable operations, real and generated images alike, in D's and G's updates)."""
+        return reconstruction_l1(self.netD, self.D.augment(x) if self.cfg.augment else x)
+
     def step(self, real, labels, gen, measure):
-        cfg, netG, netD, k = self.cfg, self.netG, self.netD, self.balance.k
+        cfg, netG, k = self.cfg, self.netG, self.balance.k
         z = self.sample_z(len(real), gen)
 
         # (1) Update D: reconstruct real images, fail on generated ones in proportion k_t
         with self.autocast:
             fake = netG(z)
-            l_real = reconstruction_l1(netD, real)
-            errD = l_real - k * reconstruction_l1(netD, fake.detach())
+            l_real = self.reconstruction(real)
+            errD = l_real - k * self.reconstruction(fake.detach())
         self.update("optD", errD)
 
         # (2) Update G: be reconstructed well by the updated D
         with self.autocast:
-            l_fake = reconstruction_l1(netD, fake)
+            l_fake = self.reconstruction(fake)
         self.update("optG", l_fake)
 
         # (3) The equilibrium controller and the convergence measure
