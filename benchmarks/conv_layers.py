@@ -11,11 +11,10 @@ table gives each layer's GFLOP (forward) and GFLOP/s, so a layer far below the o
 which kernel to look at (ONEDNN_VERBOSE=1 names the one oneDNN picked). The fp32 and bf16
 matrix-product peaks are measured in the same run. The last columns time the bf16 weight
 gradient computed another way, as one matrix product over the unfolded input (im2col; for a
-transposed convolution, over the unfolded output gradient), checked against autograd's: where
-that is faster, oneDNN's kernel for the shape is the one to work around.
+transposed convolution, over the unfolded output gradient; training/gemm_weight_grad.py, which
+the frame uses on small layers), checked against autograd's: where that is faster, oneDNN's
+kernel for the shape is the one to work around.
 """
-
-# ruff: noqa: N812
 
 import argparse
 import copy
@@ -25,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,6 +34,7 @@ from benchmarks.classic_speed import (  # noqa: E402
     machine_line,
     matmul_peaks,
 )
+from training.gemm_weight_grad import eligible, weight_grad  # noqa: E402
 
 NETS = ("unet", "resnet", "patchgan", "dcgan-g", "dcgan-d")
 
@@ -115,29 +114,6 @@ def measure(layer: nn.Module, shape: torch.Size, bf16: bool, repeats: int) -> di
             "weight_grad": max(both_weight - fwd, 1e-9)}
 
 
-def gemm_weight_grad(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """The weight gradient of a Conv2d / ConvTranspose2d (groups 1, dilation 1, zero padding,
-    no output padding) as one matrix product: Σ over images and positions of the output
-    gradient times the input patch (im2col). A transposed convolution's weight gradient is a
-    convolution's with the roles of input and output gradient swapped, so it unfolds the
-    output gradient and multiplies by the input."""
-    k, s, p = layer.kernel_size, layer.stride, layer.padding
-    if isinstance(layer, nn.ConvTranspose2d):
-        cols = F.unfold(grad, k, padding=p, stride=s)  # (N, C_out·k·k, H_in·W_in)
-        rows = x.flatten(2)                             # (N, C_in, H_in·W_in)
-    else:
-        cols = F.unfold(x, k, padding=p, stride=s)     # (N, C_in·k·k, H_out·W_out)
-        rows = grad.flatten(2)                          # (N, C_out, H_out·W_out)
-    a = rows.transpose(0, 1).reshape(rows.shape[1], -1)
-    b = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-    return (a @ b).view_as(layer.weight)
-
-
-def gemm_eligible(layer: nn.Module) -> bool:
-    return (layer.groups == 1 and layer.dilation == (1, 1) and layer.padding_mode == "zeros"
-            and not any(getattr(layer, "output_padding", (0, 0))))
-
-
 def measure_gemm(layer: nn.Module, shape: torch.Size, repeats: int) -> tuple[float, float]:
     """(seconds, relative error against autograd) of the bf16 weight gradient as one GEMM, on
     the channels_last bf16 input and output gradient the frame's autocast step hands it."""
@@ -148,9 +124,15 @@ def measure_gemm(layer: nn.Module, shape: torch.Size, repeats: int) -> tuple[flo
     grad = torch.randn_like(out).contiguous(memory_format=torch.channels_last)
     (expected,) = torch.autograd.grad(out, conv.weight, grad)
     xb, gb = x.to(torch.bfloat16), grad.to(torch.bfloat16)
+    transposed = isinstance(conv, nn.ConvTranspose2d)
+
+    def product() -> torch.Tensor:
+        return weight_grad(xb, gb, conv.weight.shape, conv.kernel_size, conv.stride,
+                           conv.padding, transposed)
+
     with torch.no_grad():
-        got = gemm_weight_grad(conv, xb, gb).float()
-        seconds = timed(lambda: gemm_weight_grad(conv, xb, gb), repeats)
+        got = product().float()
+        seconds = timed(product, repeats)
     error = float((got - expected).abs().max() / expected.abs().max())
     return seconds, error
 
@@ -186,7 +168,7 @@ def main() -> None:
         wgrad = 1000 * t["weight_grad"]
         gemm = "–"
         best_of_both += ms[True]
-        if gemm_eligible(layer):
+        if eligible(layer):
             seconds, error = measure_gemm(layer, in_shape, args.repeats)
             gemm = f"{wgrad:.1f} / {1000 * seconds:.1f} ({error:.0e})"
             best_of_both -= max(wgrad - 1000 * seconds, 0.0)

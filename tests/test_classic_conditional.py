@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from pipelines.processing.h5store import write_image_store
+from training.classic import Augmented
 from training.datasets import open_dataset
 from training.families.ebgan import pull_away
 from training.family import get_family
@@ -212,15 +214,10 @@ def test_began_resumes_exactly_with_its_k_t(colour_store, tmp_path):
         assert all(torch.equal(a[module][k], b[module][k]) for k in a[module]), module
 
 
-
 def test_began_with_augment_reconstructs_the_augmented_image():
     """With `augment`, L(v) is taken at v = the augmented image, input and target alike: an
     autoencoder that reproduces its input perfectly loses nothing, although the policy moved
     the image (compared with the unaugmented image it would lose)."""
-    from torch import nn
-
-    from training.classic import Augmented
-
     began = get_family("began")
     model = began(tiny("began", backbone="infogan", augment="translation"), None,
                   torch.device("cpu"))
@@ -234,6 +231,7 @@ def test_began_with_augment_reconstructs_the_augmented_image():
     plain = began(tiny("began", backbone="infogan"), None, torch.device("cpu"))
     plain.netD = nn.Tanh()  # without augment: L(x) = mean |D(x) − x|
     assert plain.reconstruction(x).item() == pytest.approx((x.tanh() - x).abs().mean().item())
+
 
 def test_pull_away_term():
     same = torch.ones(4, 8)
