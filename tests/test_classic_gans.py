@@ -3,6 +3,7 @@ through the one loop with finite losses and grids, export a sampler registry use
 follow their papers' schedules (n_critic, clipping, penalties), resume exactly, and refuse an
 unknown backbone or an image size the backbone cannot make before any training."""
 
+import copy
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from training.datasets import open_dataset
 from training.families.dragan import perturbed
 from training.family import get_family
+from training.gemm_weight_grad import use_gemm_weight_grads
 from training.latent import sampler_inputs
 from training.loop import train
 from training.losses import gradient_penalty
@@ -146,6 +148,39 @@ def test_gradient_penalty_flows_back_to_the_critic():
     penalty.backward()
     assert penalty.item() > 0 and all(p.grad is not None for p in net.parameters()
                                       if p.requires_grad and p is not net.head.bias)
+
+
+@pytest.mark.parametrize("backbone,size", [("infogan", 32), ("dcgan", 64)])
+def test_bf16_penalty_is_the_fp32_penalty_within_rounding(backbone, size):
+    """penalty_bf16: the critic and both backward passes under bf16 autocast (with the small
+    convolutions' matrix-product weight gradient the frame gives a bf16 D on the CPU) give the
+    fp32 penalty and the fp32 gradient of it on D's weights, to bf16's rounding."""
+    torch.manual_seed(0)
+    net = define_D(backbone, size, 3, 16, norm="layer")
+    swapped = copy.deepcopy(net)
+    assert use_gemm_weight_grads(swapped) > 0
+    points = torch.randn(8, 3, size, size)
+    grads = {}
+    for key, critic, bf16 in (("fp32", net, False), ("bf16", swapped, True)):
+        critic.zero_grad()
+        penalty = gradient_penalty(critic, points, bf16=bf16)
+        penalty.backward()
+        grads[key] = (penalty.item(), torch.cat([p.grad.flatten() for p in critic.parameters()
+                                                 if p.grad is not None]))
+    (p32, g32), (p16, g16) = grads["fp32"], grads["bf16"]
+    assert p16 != p32 and p16 == pytest.approx(p32, rel=0.02)  # bf16 ran, and agrees
+    assert len(g16) == len(g32)
+    assert torch.nn.functional.cosine_similarity(g16, g32, dim=0) > 0.99
+    assert (g16 - g32).norm() < 0.1 * g32.norm()
+
+
+def test_penalty_bf16_needs_a_penalty(colour_store, tmp_path):
+    """A family without a gradient penalty refuses the option in one line (unless R1 is on)."""
+    with pytest.raises(ValueError, match="penalty_bf16: gan runs no gradient penalty; families "
+                                         "with one: .*wgan_gp"):
+        train("gan", tiny("gan", penalty_bf16=True), colour_store, tmp_path / "gan")
+    assert train("gan", tiny("gan", penalty_bf16=True, r1_gamma=1.0), colour_store,
+                 tmp_path / "r1")["steps"] == 3
 
 
 def test_dragan_points_lie_in_a_noisy_neighbourhood_of_the_data():

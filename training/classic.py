@@ -215,7 +215,7 @@ class ClassicGAN(Family):
         through D as the step sees it (behind the augmentation when augment is set, as
         StyleGAN2-ADA); extra args (a condition) go to D."""
         return r1_loss(self.cfg.r1_gamma, self.D, real, *args, every=self.cfg.r1_every,
-                       step=self.current_step)
+                       step=self.current_step, bf16=self.penalty_bf16)
 
     def generator_step(self, n_critic: int) -> bool:
         """Whether G is updated on this step: after every n_critic-th D update (the WGAN

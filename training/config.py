@@ -84,6 +84,9 @@ class GANConfig(ProfileConfig):
     r1_every: int = option(1, "lazy R1 (StyleGAN2): the penalty, weighted by this number, on "
                            "every this-many-th D update only; the same expected gradient at a "
                            "fraction of the cost of its double backward", ge=1)
+    penalty_bf16: bool = option(False, "run the gradient penalty (WGAN-GP's, DRAGAN's, "
+                                "StarGAN's, R1) and its double backward under bf16 autocast "
+                                "too, where bf16 is on (false: in fp32)")
 
     PROFILES: ClassVar[dict[str, dict]] = {
         "demo": {}, "full": {"steps": 20000, "batch_size": 64, "ngf": 64, "ndf": 64,

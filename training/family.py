@@ -81,6 +81,9 @@ class Family:
     # the small-data options of GANConfig this family's step implements ("augment", "ema",
     # "r1"); the others are refused when set (check_small_data), never silently ignored
     small_data: ClassVar[tuple[str, ...]] = ()
+    # whether the step has a gradient penalty of its own (WGAN-GP, DRAGAN, StarGAN), which
+    # penalty_bf16 then runs in bf16 (R1 is the small-data tool above)
+    penalty: ClassVar[bool] = False
     # translators (kind "translator"): the store the asset reads unless its `data` names
     # another, the measures the family reports (training.translation_metrics) and the one its
     # champion is chosen by, with "min" or "max" (the translator leaderboard reads both tags)
@@ -99,6 +102,7 @@ class Family:
         # bf16 where the hardware runs it natively; asked-for bf16 falls back to fp32 elsewhere
         self.bf16 = bool(cfg.bf16) and bf16_native(device)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        self.penalty_bf16 = self.bf16 and bool(getattr(cfg, "penalty_bf16", False))
         self.memory_format = (torch.channels_last if cfg.channels_last
                               else torch.contiguous_format)
 
@@ -120,6 +124,11 @@ class Family:
         if getattr(cfg, "r1_every", 1) > 1 and not getattr(cfg, "r1_gamma", 0):
             raise ValueError(f"r1_every={cfg.r1_every} spaces out an R1 penalty that is off: "
                              "set r1_gamma > 0 too, or leave r1_every at 1")
+        if getattr(cfg, "penalty_bf16", False) and not (cls.penalty or getattr(cfg, "r1_gamma",
+                                                                              0)):
+            able = [n for n, f in FAMILIES.items() if f.penalty]
+            raise ValueError(f"penalty_bf16: {cls.name} runs no gradient penalty; families with "
+                             f"one: {', '.join(able)}, or any with r1_gamma > 0")
 
     # ----- declared by the family ------------------------------------------------------------
     @classmethod

@@ -131,7 +131,7 @@ class DCGAN(Family):
             else:
                 errD = d_real + d_fake
         errD = errD + r1_loss(cfg.r1_gamma, lambda x: D(x, gen), real, every=cfg.r1_every,
-                              step=self.current_step)
+                              step=self.current_step, bf16=self.penalty_bf16)
         self.update("optD", errD)
 
         # (2) Update G

@@ -43,6 +43,7 @@ class DRAGAN(ClassicGAN):
     Config = DRAGANConfig
     losses = ("d_loss", "g_loss", "d_loss_real", "d_loss_fake", "gradient_penalty")
     small_data = ("augment", "ema")  # its own penalty; no R1
+    penalty = True
 
     def step(self, real, labels, gen, measure):
         cfg, netG, netD = self.cfg, self.netG, self.D
@@ -52,7 +53,8 @@ class DRAGAN(ClassicGAN):
         with self.autocast:
             fake = netG(z)
             d_real, d_fake = bce(netD(real), 1.0), bce(netD(fake.detach()), 0.0)
-        penalty = gradient_penalty(self.netD, perturbed(real, cfg.perturb, gen))
+        penalty = gradient_penalty(self.netD, perturbed(real, cfg.perturb, gen),
+                                   bf16=self.penalty_bf16)
         errD = d_real + d_fake + cfg.lambda_gp * penalty
         self.update("optD", errD)
 

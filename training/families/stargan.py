@@ -363,6 +363,7 @@ class StarGAN(AttributeEditor, Family):
               "g_fake", "g_cls", "g_rec")
     measures = ("edit_success", "preservation", "identity_l1")
     main_measure = ("edit_success", "max")
+    penalty = True
 
     def build(self) -> None:
         cfg, data = self.cfg, self.data
@@ -403,8 +404,8 @@ class StarGAN(AttributeEditor, Family):
             src_fake, _ = netD(fake.detach())
         d_real, d_fake = -src_real.float().mean(), src_fake.float().mean()
         d_cls = class_loss(cls_real, own, self.label_sizes)
-        penalty = gradient_penalty(lambda x: netD(x)[0],
-                                   interpolates(real, fake.detach(), gen))
+        penalty = gradient_penalty(lambda x: netD(x)[0], interpolates(real, fake.detach(), gen),
+                                   bf16=self.penalty_bf16)
         errD = d_real + d_fake + cfg.lambda_gp * penalty + cfg.lambda_cls * d_cls
         self.update("optD", errD)
 

@@ -48,6 +48,7 @@ class WGANGP(ClassicGAN):
     Config = WGANGPConfig
     losses = ("d_loss", "g_loss", "wasserstein_estimate", "gradient_penalty")
     small_data = ("augment", "ema")  # its own penalty; no R1
+    penalty = True
 
     def build(self) -> None:
         super().build()
@@ -63,7 +64,8 @@ class WGANGP(ClassicGAN):
             fake = netG(z)
         with self.autocast:
             d_real, d_fake = netD(real).float().mean(), netD(fake.detach()).float().mean()
-        penalty = gradient_penalty(self.netD, interpolates(real, fake.detach(), gen))
+        penalty = gradient_penalty(self.netD, interpolates(real, fake.detach(), gen),
+                                   bf16=self.penalty_bf16)
         errD = d_fake - d_real + cfg.lambda_gp * penalty
         self.update("optD", errD)
 
