@@ -3,7 +3,7 @@
     python benchmarks/classic_speed.py [--steps 10] [--warmup 2] [--batch-size 64]
         [--families gan cgan ...] [--backbones infogan dcgan] [--width 64]
         [--data FILE | --n-images 1024] [--image-format png] [--also-fp32]
-        [--plain tuned collection] [--out FILE.json]
+        [--plain tuned collection] [--set OPTION=VALUE ...] [--out FILE.json]
 
 For every family of the classic collection (GAN, CGAN, infoGAN, ACGAN, EBGAN, BEGAN, WGAN,
 WGAN-GP, DRAGAN, LSGAN) and both backbones, images/s side by side in one process:
@@ -71,6 +71,7 @@ from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.collection_replication import parse_options  # noqa: E402
 from benchmarks.machine import cpu_model  # noqa: E402
 from pipelines.processing.h5store import write_image_store  # noqa: E402
 from training.classic import target_size  # noqa: E402
@@ -602,7 +603,8 @@ def measure(name: str, backbone: str, args: argparse.Namespace, store: H5ImageDa
     """One row: ours (and ours in fp32 with --also-fp32) and plain, each from two runs."""
     family = get_family(name)
     common = dict(backbone=backbone, batch_size=args.batch_size, ngf=args.width,
-                  ndf=args.width, sample_every=10 ** 9, checkpoint_every=10 ** 9)
+                  ndf=args.width, sample_every=10 ** 9, checkpoint_every=10 ** 9,
+                  **parse_options(args.set))
     lengths = (args.warmup, args.warmup + args.steps)
     conditional = name in CONDITIONAL
     keep = store.labelled() if conditional else torch.arange(len(store))
@@ -658,6 +660,10 @@ def main() -> None:
                     help="the plain loops to time: tuned (one G forward for both updates, D's "
                          "update on it detached, 2 persistent loader workers) and collection "
                          "(the collection's step and loader as its files write them)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="OPTION=VALUE",
+                    help="more options of every family's config, which the plain loops read "
+                         "too (nets, schedule), e.g. penalty_bf16=false: WGAN-GP's and "
+                         "DRAGAN's penalty in fp32 in ours")
     ap.add_argument("--out", type=Path, default=None, help="write every figure as JSON here")
     args = ap.parse_args()
     if args.steps < 1 or args.warmup < 1 or args.batch_size < 2 or args.width < 1:
@@ -678,12 +684,14 @@ def main() -> None:
                     "width": args.width, "nz": 62,
                     "data": str(args.data or f"synthetic, {len(store)} images of 64x64"),
                     "image_format": args.image_format, "plain": args.plain,
+                    "options": parse_options(args.set),
                     "loader_workers": {"tuned": 2, "collection": 0},
                     "persistent_workers": {"tuned": True, "collection": False}}
         print(f"{machine_line(where, peak)}\n"
               f"batch {args.batch_size}, ngf = ndf = {args.width}, nz 62, {args.steps} timed "
               f"steps (runs of {args.warmup} and {args.warmup + args.steps}); "
-              f"{settings['data']}, plain loop from {args.image_format.upper()} files\n",
+              f"{settings['data']}, plain loop from {args.image_format.upper()} files"
+              + "".join(f"; {k} = {v}" for k, v in settings["options"].items()) + "\n",
               flush=True)
         print(speed_table_head(["family", "backbone", "px"], where["native_bf16"],
                                args.also_fp32, "collection" in args.plain), flush=True)

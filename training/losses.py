@@ -25,7 +25,7 @@ def critic_input_gradient(critic: Callable[..., torch.Tensor], points: torch.Ten
     """∇ₓ Σ critic(x) at `points` (N, ...), with the graph kept, so a penalty on it trains the
     critic (a double backward). In fp32 (autocast off) unless bf16: then the critic and both
     backward passes run under bf16 autocast like the rest of the step, which on the CPU makes
-    WGAN-GP's and DRAGAN's step 1.2-1.6x faster (benchmarks/README.md, "The gradient penalty in
+    WGAN-GP's and DRAGAN's step 1.1-1.4x faster (benchmarks/README.md, "The gradient penalty in
     bf16"); the gradient comes back in fp32 either way. Extra args (e.g. a condition) are
     passed to the critic."""
     with torch.autocast(points.device.type, dtype=torch.bfloat16, enabled=bf16):
