@@ -56,7 +56,8 @@ class DRAGAN(ClassicGAN):
         # (1) Update D: the GAN loss + the penalty around the real data
         with self.autocast:
             fake = netG(z)
-            d_real, d_fake = bce(netD(real), 1.0), bce(netD(fake.detach()), 0.0)
+            out_real, out_fake = self.both(netD, real, fake.detach())  # no batch norm in D
+            d_real, d_fake = bce(out_real, 1.0), bce(out_fake, 0.0)
         penalty = gradient_penalty(self.netD, perturbed(real, cfg.perturb, gen),
                                    bf16=self.penalty_bf16)
         errD = d_real + d_fake + cfg.lambda_gp * penalty

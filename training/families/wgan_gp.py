@@ -67,7 +67,8 @@ class WGANGP(ClassicGAN):
         with self.autocast, torch.set_grad_enabled(update_g):
             fake = netG(z)
         with self.autocast:
-            d_real, d_fake = netD(real).float().mean(), netD(fake.detach()).float().mean()
+            out_real, out_fake = self.both(netD, real, fake.detach())  # per-image critic
+            d_real, d_fake = out_real.float().mean(), out_fake.float().mean()
         penalty = gradient_penalty(self.netD, interpolates(real, fake.detach(), gen),
                                    bf16=self.penalty_bf16)
         errD = d_fake - d_real + cfg.lambda_gp * penalty
