@@ -604,7 +604,7 @@ def measure(name: str, backbone: str, args: argparse.Namespace, store: H5ImageDa
     family = get_family(name)
     common = dict(backbone=backbone, batch_size=args.batch_size, ngf=args.width,
                   ndf=args.width, sample_every=10 ** 9, checkpoint_every=10 ** 9,
-                  **parse_options(args.set))
+                  **args.options)
     lengths = (args.warmup, args.warmup + args.steps)
     conditional = name in CONDITIONAL
     keep = store.labelled() if conditional else torch.arange(len(store))
@@ -666,6 +666,7 @@ def main() -> None:
                          "DRAGAN's penalty in fp32 in ours")
     ap.add_argument("--out", type=Path, default=None, help="write every figure as JSON here")
     args = ap.parse_args()
+    args.options = parse_options(args.set)
     if args.steps < 1 or args.warmup < 1 or args.batch_size < 2 or args.width < 1:
         ap.error("--steps, --warmup and --width must be at least 1, --batch-size at least 2")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -684,7 +685,7 @@ def main() -> None:
                     "width": args.width, "nz": 62,
                     "data": str(args.data or f"synthetic, {len(store)} images of 64x64"),
                     "image_format": args.image_format, "plain": args.plain,
-                    "options": parse_options(args.set),
+                    "options": args.options,
                     "loader_workers": {"tuned": 2, "collection": 0},
                     "persistent_workers": {"tuned": True, "collection": False}}
         print(f"{machine_line(where, peak)}\n"

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from stacked_calls import assert_same_gradients, separate_calls, step_gradients
 
 from training.datasets import open_dataset
 from training.families.dragan import perturbed
@@ -183,45 +184,17 @@ def test_penalty_bf16_needs_a_penalty(colour_store, tmp_path):
                  tmp_path / "r1")["steps"] == 3
 
 
-def step_gradients(family, cfg, data, steps: int) -> list[dict]:
-    """Every parameter's gradient after each of `steps` fp32 steps from seed 0."""
-    data.reseed(0)
-    torch.manual_seed(0)
-    model = family(cfg, data, torch.device("cpu"))
-    model.build()
-    gen, grads = torch.Generator().manual_seed(1), []
-    for step in range(steps):
-        idx = model.train_index()[torch.randint(0, len(model.train_index()), (4,),
-                                                generator=gen)]
-        model.current_step = step
-        model.step(data.batch(idx), None, gen, True)
-        grads.append({f"{k}.{n}": p.grad.clone() for k in ("netG", "netD")
-                      for n, p in getattr(model, k).named_parameters() if p.grad is not None})
-    return grads
-
-
 @pytest.mark.parametrize("name", ["wgan_gp", "dragan"])
 def test_stacked_critic_calls_make_the_separate_calls_update(name, colour_store):
     """D(real) and D(fake) as one call (their critics have no batch norm): the same gradients
     as two calls, G's update included."""
     family = get_family(name)
-
-    class SeparateCalls(family):
-        @staticmethod
-        def both(net, x, y, per_image=True):
-            return net(x), net(y)
-
     cfg = tiny(name, bf16=False)
     _, data = prepare(name, cfg, colour_store)
-    ours, reference = (step_gradients(f, cfg, data, 3) for f in (family, SeparateCalls))
+    ours, reference = (step_gradients(f, cfg, data, 3, ("netG", "netD"))
+                       for f in (family, separate_calls(family)))
     assert any(k.startswith("netG.") for k in ours[-1])  # a step that updated G
-    for mine, theirs in zip(ours, reference, strict=True):
-        assert mine.keys() == theirs.keys()
-        for key, g in theirs.items():  # to 0.1% of the network's largest gradient
-            net = key.split(".")[0]
-            scale = max(float(v.abs().max()) for k, v in theirs.items() if k.startswith(net))
-            torch.testing.assert_close(mine[key], g, rtol=0, atol=1e-3 * scale,
-                                       msg=lambda m, k=key: f"{k}: {m}")
+    assert_same_gradients(ours, reference)
 
 
 def test_dragan_points_lie_in_a_noisy_neighbourhood_of_the_data():

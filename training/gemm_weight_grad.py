@@ -9,8 +9,9 @@ convolution's input) and loses on larger ones, where unfolding copies k² times 
 
 `use_gemm_weight_grads(net)` gives the eligible Conv2d / ConvTranspose2d of a network a
 forward that takes this path while bf16 autocast is on, on the CPU, with gradients enabled and
-a small enough input; otherwise (fp32, the penalties' double backward under disabled
-autocast, inference, export, GPUs) it is the stock forward. Same parameters and state-dict
+a small enough input (a gradient penalty under bf16 included: its double backward differentiates
+through the product); otherwise (fp32, a penalty in fp32, inference, export, GPUs) it is the
+stock forward. Same parameters and state-dict
 keys; the input gradient is still oneDNN's.
 """
 
