@@ -9,11 +9,11 @@ backward split into the input gradient and the weight gradient, in fp32 (contigu
 loop runs) and in bf16 autocast + channels_last (as the frame runs where bf16 is native). The
 table gives each layer's GFLOP (forward) and GFLOP/s, so a layer far below the others shows
 which kernel to look at (ONEDNN_VERBOSE=1 names the one oneDNN picked). The fp32 and bf16
-matrix-product peaks are measured in the same run. The last columns time the bf16 weight
-gradient computed another way, as one matrix product over the unfolded input (im2col; for a
-transposed convolution, over the unfolded output gradient; training/gemm_weight_grad.py, which
-the frame uses on small layers), checked against autograd's: where that is faster, oneDNN's
-kernel for the shape is the one to work around.
+matrix-product peaks are measured in the same run. The last two columns time the three bf16
+parts again, oneDNN's (from the bf16 column) against each as matrix products over patches
+(im2col) and folds (col2im) (training/gemm_conv.py, which the frame uses on small layers),
+checked against autograd's bf16 results: where a product is faster, oneDNN's kernel for the
+shape is the one to work around. The last line sums the layers with each part the faster way.
 """
 
 import argparse
@@ -34,7 +34,7 @@ from benchmarks.classic_speed import (  # noqa: E402
     machine_line,
     matmul_peaks,
 )
-from training.gemm_weight_grad import eligible, weight_grad  # noqa: E402
+from training import gemm_conv  # noqa: E402
 
 NETS = ("unet", "resnet", "patchgan", "dcgan-g", "dcgan-d")
 
@@ -114,27 +114,34 @@ def measure(layer: nn.Module, shape: torch.Size, bf16: bool, repeats: int) -> di
             "weight_grad": max(both_weight - fwd, 1e-9)}
 
 
-def measure_gemm(layer: nn.Module, shape: torch.Size, repeats: int) -> tuple[float, float]:
-    """(seconds, relative error against autograd) of the bf16 weight gradient as one GEMM, on
-    the channels_last bf16 input and output gradient the frame's autocast step hands it."""
+def measure_gemm(layer: nn.Module, shape: torch.Size, repeats: int) -> dict[str, tuple]:
+    """(seconds, relative error against autograd's bf16 result) of the forward, the input
+    gradient and the weight gradient as matrix products (training/gemm_conv.py), on the
+    channels_last bf16 input and output gradient the frame's autocast step hands them."""
     conv = copy.deepcopy(layer).to(memory_format=torch.channels_last)
-    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     with torch.autocast("cpu", torch.bfloat16):
         out = conv(x)
     grad = torch.randn_like(out).contiguous(memory_format=torch.channels_last)
-    (expected,) = torch.autograd.grad(out, conv.weight, grad)
-    xb, gb = x.to(torch.bfloat16), grad.to(torch.bfloat16)
+    expected = dict(zip(("input_grad", "weight_grad"),
+                        torch.autograd.grad(out, (x, conv.weight), grad), strict=True))
+    expected["forward"] = out
+    bf16 = torch.bfloat16
+    xb, gb, wb = x.detach().to(bf16), grad.to(bf16), conv.weight.detach().to(bf16)
+    bias = None if conv.bias is None else conv.bias.detach().to(bf16)
+    k, st, pad = conv.kernel_size, conv.stride, conv.padding
     transposed = isinstance(conv, nn.ConvTranspose2d)
-
-    def product() -> torch.Tensor:
-        return weight_grad(xb, gb, conv.weight.shape, conv.kernel_size, conv.stride,
-                           conv.padding, transposed)
-
+    parts = {"forward": lambda: gemm_conv.forward(xb, wb, bias, st, pad, transposed),
+             "input_grad": lambda: gemm_conv.input_grad(gb, xb.shape, wb, st, pad, transposed),
+             "weight_grad": lambda: gemm_conv.weight_grad(xb, gb, wb.shape, k, st, pad,
+                                                          transposed)}
+    result = {}
     with torch.no_grad():
-        got = product().float()
-        seconds = timed(product, repeats)
-    error = float((got - expected).abs().max() / expected.abs().max())
-    return seconds, error
+        for name, fn in parts.items():
+            got, want = fn().float(), expected[name].float()
+            error = float((got - want).abs().max() / want.abs().max())
+            result[name] = (timed(fn, repeats), error)
+    return result
 
 
 def main() -> None:
@@ -152,10 +159,10 @@ def main() -> None:
           "the input gradient and the weight gradient; ms of all three\n")
     print("| layer | input | out ch | GFLOP | fp32 fwd / in-grad / w-grad GFLOP/s | fp32 ms "
           "| bf16 fwd / in-grad / w-grad GFLOP/s | bf16 ms | fp32 ms / bf16 ms "
-          "| bf16 w-grad ms: autograd / one GEMM (rel. error) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| bf16 fwd / in-grad / w-grad ms: oneDNN | as matrix products (max rel. error) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     totals = {False: 0.0, True: 0.0}
-    best_of_both = 0.0  # bf16 ms with each weight gradient taken the faster way
+    best_of_both = 0.0  # bf16 ms with each part taken the faster way
     for layer, in_shape in layers:
         gflop = forward_gflop(layer, in_shape)
         cells = []
@@ -165,20 +172,21 @@ def main() -> None:
             cells.append(" / ".join(f"{gflop / s:.0f}" for s in t.values()))
             ms[bf16] = 1000 * sum(t.values())
             totals[bf16] += ms[bf16]
-        wgrad = 1000 * t["weight_grad"]
+        onednn = " / ".join(f"{1000 * v:.1f}" for v in t.values())
         gemm = "–"
         best_of_both += ms[True]
-        if eligible(layer):
-            seconds, error = measure_gemm(layer, in_shape, args.repeats)
-            gemm = f"{wgrad:.1f} / {1000 * seconds:.1f} ({error:.0e})"
-            best_of_both -= max(wgrad - 1000 * seconds, 0.0)
+        if gemm_conv.eligible(layer):
+            parts = measure_gemm(layer, in_shape, args.repeats)
+            gemm = (" / ".join(f"{1000 * s:.1f}" for s, _ in parts.values())
+                    + f" ({max(e for _, e in parts.values()):.0e})")
+            best_of_both -= sum(max(t[name] - s, 0.0) for name, (s, _) in parts.items()) * 1000
         kind = "ConvT" if isinstance(layer, nn.ConvTranspose2d) else "Conv"
         print(f"| {kind} {layer.kernel_size[0]}x{layer.kernel_size[1]}/{layer.stride[0]} | "
               f"{'x'.join(map(str, in_shape[1:]))} | {layer.out_channels} | {gflop:.2f} | "
               f"{cells[0]} | {ms[False]:.1f} | {cells[1]} | {ms[True]:.1f} | "
-              f"{ms[False] / ms[True]:.2f}x | {gemm} |", flush=True)
+              f"{ms[False] / ms[True]:.2f}x | {onednn} | {gemm} |", flush=True)
     print(f"\nall layers: fp32 {totals[False]:.0f} ms, bf16 {totals[True]:.0f} ms, "
-          f"{totals[False] / totals[True]:.2f}x; bf16 with each weight gradient the faster way "
+          f"{totals[False] / totals[True]:.2f}x; bf16 with each part the faster way "
           f"{best_of_both:.0f} ms, {totals[False] / best_of_both:.2f}x")
 
 

@@ -14,7 +14,7 @@ from stacked_calls import assert_same_gradients, separate_calls, step_gradients
 from training.datasets import open_dataset
 from training.families.dragan import perturbed
 from training.family import get_family
-from training.gemm_weight_grad import use_gemm_weight_grads
+from training.gemm_conv import use_gemm_convs
 from training.latent import sampler_inputs
 from training.loop import prepare, train
 from training.losses import gradient_penalty
@@ -159,7 +159,7 @@ def test_bf16_penalty_is_the_fp32_penalty_within_rounding(backbone, size):
     torch.manual_seed(0)
     net = define_D(backbone, size, 3, 16, norm="layer")
     swapped = copy.deepcopy(net)
-    assert use_gemm_weight_grads(swapped) > 0
+    assert use_gemm_convs(swapped) > 0
     points = torch.randn(8, 3, size, size)
     grads = {}
     for key, critic, bf16 in (("fp32", net, False), ("bf16", swapped, True)):

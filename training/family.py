@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from training.config import check_config, option  # noqa: F401  (families import them here)
-from training.gemm_weight_grad import use_gemm_weight_grads
+from training.gemm_conv import use_gemm_convs
 from training.runtime import average_gradients, bf16_native
 
 KINDS = ("sampler", "conditional", "translator", "classifier")
@@ -284,10 +284,10 @@ class Family:
 
     def to_device(self, net: nn.Module) -> nn.Module:
         """The network on the device in the run's memory format; with bf16 on the CPU, its
-        small convolutions take their weight gradient as one matrix product
-        (training/gemm_weight_grad.py), which oneDNN's bf16 kernel runs up to 9x slower."""
+        small convolutions train as matrix products (training/gemm_conv.py), where oneDNN's
+        bf16 kernels run up to 9x slower."""
         if self.bf16 and self.device.type == "cpu":
-            use_gemm_weight_grads(net)
+            use_gemm_convs(net)
         return net.to(self.device).to(memory_format=self.memory_format)
 
     @classmethod

@@ -1,0 +1,277 @@
+"""bf16 convolutions of small layers as matrix products, on the CPU.
+
+oneDNN's bf16 kernels run the small layers of these networks (a few positions, hundreds of
+channels) far below the matrix-product peak. On pix2pix's U-Net the weight gradient of the
+transposed convolution from 2x2 to 4x4 took 146 ms on the AVX-512 BF16 EPYC, against 16 ms as
+one matrix product; on the AMX Xeon its forward and input gradient run at 70 GFLOP/s too,
+where the same arithmetic as a product runs at 500-1,000 (benchmarks/README.md, "The U-Net's
+weight gradients as one matrix product" and "Small convolutions as matrix products on the AMX
+Xeon"). A layer's "positions" are those of its small side: a convolution's output, a
+transposed convolution's input. Each part takes the product where it was measured to win:
+
+- the weight gradient: (positions x batch) rows of patches against the output gradient;
+- a convolution's forward and a transposed convolution's input gradient: patches times the
+  weights (`patches`, a strided copy);
+- a convolution's input gradient and a transposed convolution's forward: rows times the
+  weights, added back onto the image (`fold`, one strided add per kernel offset, in fp32).
+
+`POLICY` holds the largest positions of each kind, by CPU: with AMX all three (the products
+win up to 64 positions, folds up to 16); elsewhere only the weight gradient, up to 16 (the
+only part measured there). FASHION_GAN_GEMM=amx|avx512|off picks a policy by name, so one
+machine can time them all.
+
+`use_gemm_convs(net)` gives the eligible Conv2d / ConvTranspose2d of a network a forward that
+takes this path while bf16 autocast is on, on the CPU, with gradients enabled and a small
+enough layer (a gradient penalty under bf16 included: its double backward differentiates
+through the products); otherwise (fp32, a penalty in fp32, inference, export, GPUs) it is the
+stock forward. Same parameters and state-dict keys.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The largest small side (positions) at which each kind of part is a matrix product."""
+
+    weight_grad: int  # every layer's weight gradient
+    patches: int      # a convolution's forward, a transposed convolution's input gradient
+    fold: int         # a convolution's input gradient, a transposed convolution's forward
+
+
+POLICIES = {"amx": Policy(weight_grad=64, patches=64, fold=16),
+            "avx512": Policy(weight_grad=16, patches=0, fold=0),
+            "off": Policy(weight_grad=0, patches=0, fold=0)}
+
+
+def has_amx() -> bool:
+    """Whether this CPU has AMX tiles for bf16 (Linux: /proc/cpuinfo's flags)."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
+def choose_policy() -> Policy:
+    name = os.environ.get("FASHION_GAN_GEMM") or ("amx" if has_amx() else "avx512")
+    if os.environ.get("FASHION_GAN_GEMM_POSITIONS") == "0":  # the older switch, still honoured
+        name = "off"
+    if name not in POLICIES:
+        raise ValueError(f"FASHION_GAN_GEMM must be one of {sorted(POLICIES)}, got {name!r}")
+    return POLICIES[name]
+
+
+POLICY = choose_policy()
+
+
+def patches(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+            padding: tuple[int, int]) -> torch.Tensor:
+    """im2col in channels-last order: (N·H_out·W_out, kh·kw·C), one row per output position.
+    A strided view of the padded NHWC tensor, copied once: with F.unfold instead, the weight
+    gradient of a bf16 channels_last layer took 2.5-5x as long (benchmarks/README.md, "Small
+    convolutions as matrix products on the AMX Xeon")."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, w = x.shape
+    xp = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()  # N, H+2p, W+2p, C
+    h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    s_n, s_h, s_w, s_c = xp.stride()
+    view = xp.as_strided((n, h_out, w_out, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
+    return view.reshape(n * h_out * w_out, kh * kw * c)
+
+
+def fold(cols: torch.Tensor, shape: tuple[int, int, int, int], kernel: tuple[int, int],
+         stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """col2im, the adjoint of `patches`: every row's kh·kw·C values added back where they came
+    from, in fp32 (one rounding to bf16 at the end, as oneDNN's accumulator), as one strided
+    add per kernel offset. Returns (N, C, H, W) in channels_last."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, w = shape
+    h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    cols = cols.view(n, h_out, w_out, kh, kw, c)
+    # margins so that every offset's slice has h_out x w_out rows
+    out = torch.zeros(n, h + 2 * ph + sh, w + 2 * pw + sw, c, dtype=torch.float32,
+                      device=cols.device)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, i:i + sh * h_out:sh, j:j + sw * w_out:sw] += cols[:, :, :, i, j]
+    return out[:, ph:ph + h, pw:pw + w].to(cols.dtype).permute(0, 3, 1, 2)
+
+
+def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """(A, B, kh, kw) → (A, kh·kw·B), the order of `patches`' columns: a convolution's
+    (C_out, C_in·k²), a transposed convolution's (C_in, C_out·k²)."""
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            stride: tuple[int, int], padding: tuple[int, int], transposed: bool) -> torch.Tensor:
+    """conv2d / conv_transpose2d (groups 1, no dilation or output padding) as one matrix
+    product: a convolution's patches times the weights; a transposed convolution's input
+    times the weights, folded onto the output."""
+    kernel = tuple(weight.shape[2:])
+    n, _, h, w = x.shape
+    wm = weight_matrix(weight)
+    if transposed:
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+        shape = (n, weight.shape[1], (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw)
+        y = fold(rows @ wm, shape, kernel, stride, padding)
+    else:
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        y = (patches(x, kernel, stride, padding) @ wm.t()).view(n, h_out, w_out, -1)
+        y = y.permute(0, 3, 1, 2)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+def input_grad(grad: torch.Tensor, x_shape: torch.Size, weight: torch.Tensor,
+               stride: tuple[int, int], padding: tuple[int, int],
+               transposed: bool) -> torch.Tensor:
+    """The input gradient of `forward`, as one matrix product: a convolution's output gradient
+    times the weights, folded onto the input; a transposed convolution's output gradient's
+    patches times the weights."""
+    kernel = tuple(weight.shape[2:])
+    wm = weight_matrix(weight)
+    if transposed:
+        n, c, h, w = x_shape
+        rows = patches(grad, kernel, stride, padding) @ wm.t()  # (N·H·W, C_in)
+        return rows.view(n, h, w, c).permute(0, 3, 1, 2)
+    rows = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])
+    return fold(rows @ wm, tuple(x_shape), kernel, stride, padding)
+
+
+def weight_grad(x: torch.Tensor, grad: torch.Tensor, weight_shape: torch.Size,
+                kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                transposed: bool) -> torch.Tensor:
+    """Σ over images and positions of the output gradient times the input patch (im2col). A
+    transposed convolution's weight gradient is a convolution's with input and output gradient
+    swapped: it unfolds the output gradient and multiplies by the input."""
+    if transposed:  # weight (C_in, C_out, kh, kw); positions: the input's
+        cols = patches(grad, kernel, stride, padding)                  # (N·L_in, kh·kw·C_out)
+        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])           # (N·L_in, C_in)
+    else:  # weight (C_out, C_in, kh, kw); positions: the output's
+        cols = patches(x, kernel, stride, padding)                     # (N·L_out, kh·kw·C_in)
+        rows = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])     # (N·L_out, C_out)
+    a, b = weight_shape[:2]
+    return (rows.t() @ cols).view(a, *kernel, b).permute(0, 3, 1, 2)
+
+
+class _SmallConv(torch.autograd.Function):
+    """conv2d / conv_transpose2d on bf16 tensors, each part (forward, input gradient, weight
+    gradient) a matrix product or oneDNN's as `parts` says."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, transposed, parts):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, transposed, bias is not None, parts)
+        if parts.forward:  # a custom Function's output must not be a view (in-place ReLU)
+            y = forward(x, weight, bias, stride, padding, transposed)
+            return y.clone(memory_format=torch.channels_last) if y._is_view() else y
+        conv = F.conv_transpose2d if transposed else F.conv2d
+        return conv(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding, transposed, has_bias, parts = ctx.conf
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (input_grad(grad, x.shape, weight, stride, padding, transposed)
+                      if parts.input_grad else torch.ops.aten.convolution_backward(
+                          grad, x, weight, None, list(stride), list(padding), [1, 1],
+                          transposed, [0, 0], 1, [True, False, False])[0])
+        if ctx.needs_input_grad[1]:
+            grad_w = (weight_grad(x, grad, weight.shape, tuple(weight.shape[2:]), stride,
+                                  padding, transposed)
+                      if parts.weight_grad else torch.ops.aten.convolution_backward(
+                          grad, x, weight, None, list(stride), list(padding), [1, 1],
+                          transposed, [0, 0], 1, [False, True, False])[1])
+        if has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Which parts of one call are matrix products."""
+
+    forward: bool
+    input_grad: bool
+    weight_grad: bool
+
+
+def parts_for(layer: nn.Module, x: torch.Tensor, transposed: bool,
+              policy: Policy | None = None) -> Parts | None:
+    """The parts of this call that take the product under `policy` (the CPU's by default);
+    None where none does or the call is not a bf16 autocast training call on the CPU."""
+    if not (x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16):
+        return None
+    policy = policy or POLICY
+    h, w = x.shape[2:]
+    if not transposed:
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        h, w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    n = h * w
+    patched, folded = n <= policy.patches, n <= policy.fold
+    parts = Parts(forward=folded if transposed else patched,
+                  input_grad=patched if transposed else folded,
+                  weight_grad=n <= policy.weight_grad)
+    return parts if (parts.forward or parts.input_grad or parts.weight_grad) else None
+
+
+def _apply(layer: nn.Module, x: torch.Tensor, transposed: bool, parts: Parts) -> torch.Tensor:
+    bf16 = torch.bfloat16
+    bias = None if layer.bias is None else layer.bias.to(bf16)
+    with torch.autocast("cpu", enabled=False):
+        return _SmallConv.apply(x.to(bf16), layer.weight.to(bf16), bias, layer.stride,
+                                layer.padding, transposed, parts)
+
+
+class GemmConv2d(nn.Conv2d):
+    """nn.Conv2d whose small bf16 training calls are matrix products."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = parts_for(self, x, transposed=False)
+        if parts is not None:
+            return _apply(self, x, False, parts)
+        return super().forward(x)
+
+
+class GemmConvTranspose2d(nn.ConvTranspose2d):
+    """nn.ConvTranspose2d whose small bf16 training calls are matrix products."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        parts = None if output_size is not None else parts_for(self, x, transposed=True)
+        if parts is not None:
+            return _apply(self, x, True, parts)
+        return super().forward(x, output_size)
+
+
+def eligible(layer: nn.Module) -> bool:
+    """groups 1, dilation 1, zero padding given as numbers, no output padding."""
+    return (layer.groups == 1 and layer.dilation == (1, 1) and layer.padding_mode == "zeros"
+            and not isinstance(layer.padding, str)
+            and not any(getattr(layer, "output_padding", (0, 0))))
+
+
+def use_gemm_convs(net: nn.Module) -> int:
+    """Give every eligible Conv2d / ConvTranspose2d of `net` the matrix-product path (in
+    place, by class: parameters and state-dict keys unchanged). Returns how many."""
+    swapped = 0
+    for module in net.modules():
+        if type(module) is nn.Conv2d and eligible(module):
+            module.__class__ = GemmConv2d
+        elif type(module) is nn.ConvTranspose2d and eligible(module):
+            module.__class__ = GemmConvTranspose2d
+        else:
+            continue
+        swapped += 1
+    return swapped
