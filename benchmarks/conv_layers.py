@@ -129,11 +129,11 @@ def measure_gemm(layer: nn.Module, shape: torch.Size, repeats: int) -> dict[str,
     bf16 = torch.bfloat16
     xb, gb, wb = x.detach().to(bf16), grad.to(bf16), conv.weight.detach().to(bf16)
     bias = None if conv.bias is None else conv.bias.detach().to(bf16)
-    k, st, pad = conv.kernel_size, conv.stride, conv.padding
+    st, pad = conv.stride, conv.padding
     transposed = isinstance(conv, nn.ConvTranspose2d)
     parts = {"forward": lambda: gemm_conv.forward(xb, wb, bias, st, pad, transposed),
              "input_grad": lambda: gemm_conv.input_grad(gb, xb.shape, wb, st, pad, transposed),
-             "weight_grad": lambda: gemm_conv.weight_grad(xb, gb, wb.shape, k, st, pad,
+             "weight_grad": lambda: gemm_conv.weight_grad(xb, gb, wb.shape, st, pad,
                                                           transposed)}
     result = {}
     with torch.no_grad():

@@ -70,6 +70,18 @@ def choose_policy() -> Policy:
 POLICY = choose_policy()
 
 
+def out_size(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
+             padding: tuple[int, int]) -> tuple[int, int]:
+    """A convolution's output height and width (dilation 1)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def rows(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) → (N·H·W, C): one row per position (free on channels_last tensors)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
 def patches(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
             padding: tuple[int, int]) -> torch.Tensor:
     """im2col in channels-last order: (N·H_out·W_out, kh·kw·C), one row per output position.
@@ -79,7 +91,7 @@ def patches(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x.shape
     xp = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous()  # N, H+2p, W+2p, C
-    h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    h_out, w_out = out_size(h, w, kernel, stride, padding)
     s_n, s_h, s_w, s_c = xp.stride()
     view = xp.as_strided((n, h_out, w_out, kh, kw, c), (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
     return view.reshape(n * h_out * w_out, kh * kw * c)
@@ -92,7 +104,7 @@ def fold(cols: torch.Tensor, shape: tuple[int, int, int, int], kernel: tuple[int
     add per kernel offset. Returns (N, C, H, W) in channels_last."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = shape
-    h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    h_out, w_out = out_size(h, w, kernel, stride, padding)
     cols = cols.view(n, h_out, w_out, kh, kw, c)
     # margins so that every offset's slice has h_out x w_out rows
     out = torch.zeros(n, h + 2 * ph + sh, w + 2 * pw + sw, c, dtype=torch.float32,
@@ -114,17 +126,15 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     """conv2d / conv_transpose2d (groups 1, no dilation or output padding) as one matrix
     product: a convolution's patches times the weights; a transposed convolution's input
     times the weights, folded onto the output."""
-    kernel = tuple(weight.shape[2:])
+    kernel = (kh, kw) = tuple(weight.shape[2:])
+    (sh, sw), (ph, pw) = stride, padding
     n, _, h, w = x.shape
     wm = weight_matrix(weight)
     if transposed:
-        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
         shape = (n, weight.shape[1], (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw)
-        y = fold(rows @ wm, shape, kernel, stride, padding)
+        y = fold(rows(x) @ wm, shape, kernel, stride, padding)
     else:
-        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-        h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        h_out, w_out = out_size(h, w, kernel, stride, padding)
         y = (patches(x, kernel, stride, padding) @ wm.t()).view(n, h_out, w_out, -1)
         y = y.permute(0, 3, 1, 2)
     return y if bias is None else y + bias.view(1, -1, 1, 1)
@@ -140,26 +150,25 @@ def input_grad(grad: torch.Tensor, x_shape: torch.Size, weight: torch.Tensor,
     wm = weight_matrix(weight)
     if transposed:
         n, c, h, w = x_shape
-        rows = patches(grad, kernel, stride, padding) @ wm.t()  # (N·H·W, C_in)
-        return rows.view(n, h, w, c).permute(0, 3, 1, 2)
-    rows = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])
-    return fold(rows @ wm, tuple(x_shape), kernel, stride, padding)
+        by_position = patches(grad, kernel, stride, padding) @ wm.t()  # (N·H·W, C_in)
+        return by_position.view(n, h, w, c).permute(0, 3, 1, 2)
+    return fold(rows(grad) @ wm, tuple(x_shape), kernel, stride, padding)
 
 
 def weight_grad(x: torch.Tensor, grad: torch.Tensor, weight_shape: torch.Size,
-                kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                stride: tuple[int, int], padding: tuple[int, int],
                 transposed: bool) -> torch.Tensor:
     """Σ over images and positions of the output gradient times the input patch (im2col). A
     transposed convolution's weight gradient is a convolution's with input and output gradient
     swapped: it unfolds the output gradient and multiplies by the input."""
+    a, b, *kernel = weight_shape
     if transposed:  # weight (C_in, C_out, kh, kw); positions: the input's
-        cols = patches(grad, kernel, stride, padding)                  # (N·L_in, kh·kw·C_out)
-        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])           # (N·L_in, C_in)
+        cols = patches(grad, kernel, stride, padding)     # (N·L_in, kh·kw·C_out)
+        by_position = rows(x)                             # (N·L_in, C_in)
     else:  # weight (C_out, C_in, kh, kw); positions: the output's
-        cols = patches(x, kernel, stride, padding)                     # (N·L_out, kh·kw·C_in)
-        rows = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])     # (N·L_out, C_out)
-    a, b = weight_shape[:2]
-    return (rows.t() @ cols).view(a, *kernel, b).permute(0, 3, 1, 2)
+        cols = patches(x, kernel, stride, padding)        # (N·L_out, kh·kw·C_in)
+        by_position = rows(grad)                          # (N·L_out, C_out)
+    return (by_position.t() @ cols).view(a, *kernel, b).permute(0, 3, 1, 2)
 
 
 class _SmallConv(torch.autograd.Function):
@@ -187,8 +196,7 @@ class _SmallConv(torch.autograd.Function):
                           grad, x, weight, None, list(stride), list(padding), [1, 1],
                           transposed, [0, 0], 1, [True, False, False])[0])
         if ctx.needs_input_grad[1]:
-            grad_w = (weight_grad(x, grad, weight.shape, tuple(weight.shape[2:]), stride,
-                                  padding, transposed)
+            grad_w = (weight_grad(x, grad, weight.shape, stride, padding, transposed)
                       if parts.weight_grad else torch.ops.aten.convolution_backward(
                           grad, x, weight, None, list(stride), list(padding), [1, 1],
                           transposed, [0, 0], 1, [False, True, False])[1])
@@ -217,8 +225,7 @@ def parts_for(layer: nn.Module, x: torch.Tensor, transposed: bool,
     policy = policy or POLICY
     h, w = x.shape[2:]
     if not transposed:
-        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-        h, w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        h, w = out_size(h, w, layer.kernel_size, layer.stride, layer.padding)
     n = h * w
     patched, folded = n <= policy.patches, n <= policy.fold
     parts = Parts(forward=folded if transposed else patched,
