@@ -9,8 +9,8 @@ scores them: where a family's demo profile is searched for before it is confirme
 
 Each --run is a family name and OPTION=VALUE pairs over that family's `demo` profile (a
 `seed=` among them replaces --seeds for that run). Every
-(run, seed) trains in its own process (`--jobs` at a time: on a CPU one thread each, on a GPU
-they share it), is restored from its run folder and scored by
+(run, seed) trains in its own process (`--jobs` at a time, each with its share of the cores, one
+thread at least; on a GPU they share it), is restored from its run folder and scored by
 training.evaluation.evaluate_generator on 1,000 samples drawn with seed 0 (`--score-seed`), as
 the leaderboard draws them. Prints one JSON row per run as it finishes and a markdown table at
 the end (rows in the order given); `--out` keeps the rows (rows.jsonl) and each run's last
@@ -42,13 +42,16 @@ def parse_run(text: str) -> tuple[str, dict]:
 
 
 def run_one(family_name: str, options: dict, seed: int, data_path: str,
-            classifier_path: str, out: str, samples: int, score_seed: int) -> dict:
+            classifier_path: str, out: str, samples: int, score_seed: int,
+            threads: int) -> dict:
     """One run in a fresh process: the demo profile + options, trained and scored by
-    collection_replication.train_and_score; the wall time is the training's."""
+    collection_replication.train_and_score; the wall time is the training's. `threads` is
+    the process's share of the cores, on a GPU too: 15 runs of 16 threads each on a 16-core
+    GPU host finished none of 30 runs in 400 s (load average 210), each run's Python thread
+    starved of the core that launches its kernels."""
     import torch
 
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     from training.classifier import load_classifier
     from training.datasets import H5ImageDataset
     from training.family import get_family
@@ -124,7 +127,8 @@ def main() -> None:
     rows = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_one, f, o, s, str(args.data), str(args.classifier),
-                               str(args.out), args.samples, args.score_seed): label(f, o)
+                               str(args.out), args.samples, args.score_seed,
+                               max(1, (os.cpu_count() or 1) // args.jobs)): label(f, o)
                    for f, o in runs for s in args.seeds}
         with open(args.out / "rows.jsonl", "a") as log:
             for future in as_completed(futures):
