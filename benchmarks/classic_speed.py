@@ -72,7 +72,7 @@ from torch.utils.flop_counter import flop_registry
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.collection_replication import parse_options  # noqa: E402
-from benchmarks.machine import cpu_model  # noqa: E402
+from benchmarks.machine import cpu_model, in_pristine_process  # noqa: E402
 from pipelines.processing.h5store import write_image_store  # noqa: E402
 from training.classic import target_size  # noqa: E402
 from training.datasets import H5ImageDataset  # noqa: E402
@@ -619,11 +619,13 @@ def measure(name: str, backbone: str, args: argparse.Namespace, store: H5ImageDa
         walls["ours_fp32"] = [ours_wall(name, family.Config(steps=n, bf16=False, **common),
                                         data_path, work) for n in lengths]
     if "tuned" in args.plain:
-        walls["plain"] = [plain_wall(name, c, kept, labels, store.channels, sizes, c.steps,
-                                     device) for c in cfgs]
+        walls["plain"] = [in_pristine_process(plain_wall, name, c, kept, labels,
+                                              store.channels, sizes, c.steps, device)
+                          for c in cfgs]
     if "collection" in args.plain:
-        walls["collection"] = [plain_wall(name, c, kept, labels, store.channels, sizes,
-                                          c.steps, device, "collection") for c in cfgs]
+        walls["collection"] = [in_pristine_process(plain_wall, name, c, kept, labels,
+                                                   store.channels, sizes, c.steps, device,
+                                                   "collection") for c in cfgs]
     row = {"family": name, "backbone": backbone, "image_size": target_size(cfgs[0])}
     for key, w in walls.items():
         row[f"{key}_images_per_s"] = images_per_s(w, args.steps, args.batch_size)

@@ -96,6 +96,7 @@ from benchmarks.classic_speed import (  # noqa: E402
     synchronize,
     write_files,
 )
+from benchmarks.machine import in_pristine_process  # noqa: E402
 from training.datasets import PairedDataset, UnpairedDataset, open_dataset  # noqa: E402
 from training.families.cyclegan import default_generator, parse_domains  # noqa: E402
 from training.family import get_family  # noqa: E402
@@ -377,13 +378,13 @@ def measure(key: str, args: argparse.Namespace, data_path: Path, work: Path,
     # untimed: what a process pays once (imports on first use, kernels set up for these
     # shapes) would otherwise fall in the first timed run only and not cancel
     ours_wall(row_def.family, config(row_def, args, 1), data_path, work)
-    plain_wall(row_def.family, cfg, dataset, size, 1, device)
+    in_pristine_process(plain_wall, row_def.family, cfg, dataset, size, 1, device)
     walls = {"ours": [ours_wall(row_def.family, c, data_path, work) for c in cfgs]}
     if args.also_fp32:
         walls["ours_fp32"] = [ours_wall(row_def.family, config(row_def, args, n, bf16=False),
                                         data_path, work) for n in lengths]
-    walls["plain"] = [plain_wall(row_def.family, c, dataset, size, c.steps, device)
-                      for c in cfgs]
+    walls["plain"] = [in_pristine_process(plain_wall, row_def.family, c, dataset, size, c.steps,
+                                          device) for c in cfgs]
     row = {"row": key, "family": row_def.family, "variant": row_def.variant,
            "about": row_def.about, "batch": cfg.batch_size, "ngf": cfg.ngf, "ndf": cfg.ndf,
            "image_size": size}

@@ -22,7 +22,7 @@ from training.curves import save_loss_curves
 from training.datasets import open_dataset
 from training.family import Family, check_config, get_family
 from training.grids import save_image_grid
-from training.runtime import init_distributed
+from training.runtime import init_distributed, keep_freed_memory
 
 LogFn = Callable[[int, dict], None]
 ProgressFn = Callable[[int, int, float, dict], None]  # step, total, images/s, latest losses
@@ -83,6 +83,8 @@ def train(family: str | type[Family], cfg: Any, data_path: Path | str, out_dir: 
     for name in fam.grid_names:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
     rank, world, device = init_distributed()
+    if device.type == "cpu":
+        keep_freed_memory()
     lead = rank == 0  # only rank 0 writes files and logs
     data.reseed(cfg.seed + rank)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank

@@ -3,6 +3,8 @@
 Every family's loop starts with init_distributed(); only rank 0 writes files and logs.
 """
 
+import ctypes
+import ctypes.util
 import os
 
 import torch
@@ -22,6 +24,40 @@ def init_distributed() -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+_kept = False
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed memory in this process's heap for the next step, on the CPU.
+
+    glibc's malloc maps every block over 32 MiB afresh from the kernel and unmaps it on
+    free, and gives the heap's free top back: each step's gradients, casts and optimiser
+    temporaries of a 1024 x 8192 fp32 layer (the 32 px nets') then fault in 32 MiB of new
+    zeroed pages, 12 ms each where the arithmetic takes 2 (benchmarks/README.md, "Freed
+    memory kept"). With mapping off and trimming out of reach, a step reuses the previous
+    step's blocks. Process-wide and for good (a training process's heap then stays at its
+    peak); once per process; False where the C library is not glibc or
+    FASHION_GAN_KEEP_FREED=0."""
+    global _kept
+    if _kept:
+        return True
+    if os.environ.get("FASHION_GAN_KEEP_FREED", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to change
+        return False
+    _kept = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return _kept
+
+
+def freed_memory_kept() -> bool:
+    """Whether keep_freed_memory has changed this process's allocator."""
+    return _kept
 
 
 def average_gradients(*modules: torch.nn.Module) -> None:
