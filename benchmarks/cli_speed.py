@@ -21,6 +21,7 @@ matrix-product peaks measured in the same run (benchmarks/classic_speed.py's).
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,7 +65,7 @@ def cli(data: Path, steps: int, warmup: int, variant: str, extra: list[str],
     if repeats > 1:
         print(f"  CLI {' '.join(extra) or 'with progress'}: "
               f"{', '.join(f'{x:.1f}' for x in readings)} images/s", flush=True)
-    return sorted(readings)[len(readings) // 2]
+    return statistics.median(readings)  # of two: their mean, not the higher
 
 
 def main() -> None:
