@@ -12,12 +12,9 @@ ratio of the medians, with the machine and its matmul peaks.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,13 +23,16 @@ import torch  # noqa: E402
 
 from benchmarks.classic_speed import (  # noqa: E402
     FAMILIES,
+    cell,
     images_per_s,
     machine,
     machine_line,
     matmul_peaks,
     ours_wall,
+    ratio,
     synthetic_store,
 )
+from benchmarks.machine import spawned_process  # noqa: E402
 from training.family import get_family  # noqa: E402
 
 
@@ -47,8 +47,8 @@ def reading(name: str, backbone: str, steps: int, warmup: int, data: Path, work:
 
 
 def in_fresh_process(keep: str, *args) -> float:
-    os.environ["FASHION_GAN_KEEP_FREED"] = keep  # the child reads it when it trains
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+    """A reading in a new process whose training reads FASHION_GAN_KEEP_FREED=keep."""
+    with spawned_process(FASHION_GAN_KEEP_FREED=keep) as pool:
         return pool.submit(reading, *args).result()
 
 
@@ -69,15 +69,17 @@ def main() -> None:
               "|---|---|---|---|---|", flush=True)
         for backbone in args.backbones:
             for name in args.families:
-                got: dict[str, list[float]] = {"1": [], "0": []}
+                got: dict[str, list[float | None]] = {"1": [], "0": []}
                 for _ in range(args.repeats):
                     for keep in ("1", "0"):
                         got[keep].append(in_fresh_process(keep, name, backbone, args.steps,
                                                           args.warmup, data, work))
-                kept, plain = (statistics.median(got[k]) for k in ("1", "0"))
+                # a reading is None where the longer run was not the slower (too few steps)
+                kept, plain = (statistics.median([v for v in got[k] if v is not None] or [0])
+                               for k in ("1", "0"))
                 px = 32 if backbone == "infogan" else 64
-                print(f"| {name} | {px} | {', '.join(f'{v:.1f}' for v in got['1'])} | "
-                      f"{', '.join(f'{v:.1f}' for v in got['0'])} | {kept / plain:.2f}x |",
+                print(f"| {name} | {px} | {', '.join(map(cell, got['1']))} | "
+                      f"{', '.join(map(cell, got['0']))} | {cell(ratio(kept, plain), 'x')} |",
                       flush=True)
     end = matmul_peaks(device)
     print(f"\nmatmul peak at the end: {end['fp32']['gflops']:.0f} GFLOP/s fp32, "

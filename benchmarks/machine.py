@@ -1,6 +1,10 @@
-"""The machine a benchmark's figures were measured on, named the same way by every script."""
+"""The machine a benchmark's figures were measured on, named the same way by every script,
+and the spawned processes the scripts time a loop in where this one's state must not reach."""
 
+import os
 import platform
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 
@@ -18,6 +22,17 @@ def cpu_model() -> str:
 _pristine = None
 
 
+def _set_environment(env: dict[str, str]) -> None:
+    os.environ.update(env)
+
+
+def spawned_process(**env: str) -> ProcessPoolExecutor:
+    """An executor of one spawned process (a fresh interpreter: nothing this process did to
+    its allocator or torch carries over), with `env` set in it before anything runs there."""
+    return ProcessPoolExecutor(1, mp_context=get_context("spawn"),
+                               initializer=_set_environment, initargs=(env,))
+
+
 def in_pristine_process(fn, *args):
     """fn(*args) in one spawned process of its own, kept for the script's later calls: the
     plain loops run there. The frame's training keeps freed memory in its process's heap
@@ -26,8 +41,5 @@ def in_pristine_process(fn, *args):
     implementations' users have it. fn must be importable (a module-level function)."""
     global _pristine
     if _pristine is None:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-
-        _pristine = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+        _pristine = spawned_process()
     return _pristine.submit(fn, *args).result()

@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.machine import in_pristine_process
 from pipelines.processing.h5store import write_image_store
+from training.families.gan import GANConfig
 from training.loop import train
 from training.paths import REPO_ROOT
 from training.runtime import freed_memory_kept
@@ -52,8 +53,6 @@ def test_cpu_training_keeps_freed_memory_and_the_plain_loops_do_not(tmp_path):
     rng = np.random.default_rng(0)
     store = write_image_store(tmp_path / "s.h5", [f"P{i}" for i in range(8)],
                               rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8))
-    from training.families.gan import GANConfig
-
     train("gan", GANConfig(steps=1, batch_size=4, ngf=8, ndf=8, backbone="infogan"), store,
           tmp_path / "run")
     if not freed_memory_kept():
