@@ -139,3 +139,44 @@ def test_swapped_network_pickles_and_leaves_other_layers_alone():
     x = torch.randn(1, 3, 5, 5)
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
+
+
+@pytest.mark.parametrize("k,s,p,size", [(4, 2, 1, 5), (3, 1, 1, 4)])
+def test_patches_and_fold_are_adjoint_and_twice_differentiable(k, s, p, size):
+    """fold is patches' gradient and the other way round, each an autograd Function: checked
+    numerically to the second order in float64 (a gradient penalty's double backward)."""
+    torch.manual_seed(0)
+    kernel, stride, padding = (k, k), (s, s), (p, p)
+    x = torch.randn(2, 3, size, size + 1, dtype=torch.float64, requires_grad=True)
+    cols = gw.patches(x, kernel, stride, padding).detach().normal_().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: gw.patches(t, kernel, stride, padding), x)
+    assert torch.autograd.gradgradcheck(lambda t: gw.patches(t, kernel, stride, padding), x)
+    fold = lambda c: gw.fold(c, tuple(x.shape), kernel, stride, padding)  # noqa: E731
+    assert torch.autograd.gradcheck(fold, cols)
+    assert torch.autograd.gradgradcheck(fold, cols)
+    # adjoint: <patches(x), c> = <x, fold(c)>
+    lhs = (gw.patches(x, kernel, stride, padding) * cols).sum()
+    assert torch.allclose(lhs, (x * fold(cols)).sum())
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_gradient_penalty_through_the_products_is_autograds(transposed):
+    """The double backward of a layer whose every part is a product (the bf16 path, here in
+    float64): the penalty's gradients for the weight equal the stock convolution's."""
+    torch.manual_seed(0)
+    cin, cout, k, s, p = 4, 3, 4, 2, 1
+    x = torch.randn(2, cin, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(*((cin, cout) if transposed else (cout, cin)), k, k, dtype=torch.float64,
+                    requires_grad=True)
+    conv = F.conv_transpose2d if transposed else F.conv2d
+    every = gw.Parts(True, True, True)
+
+    def penalty(f) -> torch.Tensor:
+        y = f(x, w)
+        (grad,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        return grad.square().sum()
+
+    (want,) = torch.autograd.grad(penalty(lambda a, b: conv(a, b, None, s, p)), w)
+    (got,) = torch.autograd.grad(penalty(
+        lambda a, b: gw._SmallConv.apply(a, b, None, (s, s), (p, p), transposed, every)), w)
+    assert torch.allclose(got, want, rtol=1e-8, atol=1e-10)

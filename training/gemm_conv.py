@@ -82,8 +82,8 @@ def rows(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
-def patches(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
-            padding: tuple[int, int]) -> torch.Tensor:
+def gather_patches(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                   padding: tuple[int, int]) -> torch.Tensor:
     """im2col in channels-last order: (N·H_out·W_out, kh·kw·C), one row per output position.
     A strided view of the padded NHWC tensor, copied once: with F.unfold instead, the weight
     gradient of a bf16 channels_last layer took 2.5-5x as long (benchmarks/README.md, "Small
@@ -97,22 +97,66 @@ def patches(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
     return view.reshape(n * h_out * w_out, kh * kw * c)
 
 
-def fold(cols: torch.Tensor, shape: tuple[int, int, int, int], kernel: tuple[int, int],
-         stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
-    """col2im, the adjoint of `patches`: every row's kh·kw·C values added back where they came
-    from, in fp32 (one rounding to bf16 at the end, as oneDNN's accumulator), as one strided
-    add per kernel offset. Returns (N, C, H, W) in channels_last."""
+def scatter_add_patches(cols: torch.Tensor, shape: tuple[int, int, int, int],
+                        kernel: tuple[int, int], stride: tuple[int, int],
+                        padding: tuple[int, int]) -> torch.Tensor:
+    """col2im, the adjoint of `gather_patches`: every row's kh·kw·C values added back where
+    they came from, in fp32 at least (one rounding to bf16 at the end, as oneDNN's
+    accumulator), as one strided add per kernel offset. Returns (N, C, H, W) in channels_last."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = shape
     h_out, w_out = out_size(h, w, kernel, stride, padding)
     cols = cols.view(n, h_out, w_out, kh, kw, c)
     # margins so that every offset's slice has h_out x w_out rows
-    out = torch.zeros(n, h + 2 * ph + sh, w + 2 * pw + sw, c, dtype=torch.float32,
-                      device=cols.device)
+    out = torch.zeros(n, h + 2 * ph + sh, w + 2 * pw + sw, c,
+                      dtype=torch.promote_types(cols.dtype, torch.float32), device=cols.device)
     for i in range(kh):
         for j in range(kw):
             out[:, i:i + sh * h_out:sh, j:j + sw * w_out:sw] += cols[:, :, :, i, j]
     return out[:, ph:ph + h, pw:pw + w].to(cols.dtype).permute(0, 3, 1, 2)
+
+
+class _Patches(torch.autograd.Function):
+    """`gather_patches` whose gradient is `fold` (its adjoint), itself a Function: a gradient
+    penalty's double backward then records two nodes per layer, not the strided view's and
+    the slice adds' (AsStridedBackward over the whole padded tensor, one CopySlices per kernel
+    offset), which took a sixth of WGAN-GP's 64 px step."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride, padding):
+        ctx.conf = (tuple(x.shape), kernel, stride, padding)
+        return gather_patches(x, kernel, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, kernel, stride, padding = ctx.conf
+        return _Fold.apply(grad, shape, kernel, stride, padding), None, None, None
+
+
+class _Fold(torch.autograd.Function):
+    """`scatter_add_patches` whose gradient is `patches` (its adjoint)."""
+
+    @staticmethod
+    def forward(ctx, cols, shape, kernel, stride, padding):
+        ctx.conf = (kernel, stride, padding)
+        return scatter_add_patches(cols, shape, kernel, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        kernel, stride, padding = ctx.conf
+        return _Patches.apply(grad, kernel, stride, padding), None, None, None, None
+
+
+def patches(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+            padding: tuple[int, int]) -> torch.Tensor:
+    """im2col (`gather_patches`), differentiable through `fold`."""
+    return _Patches.apply(x, tuple(kernel), tuple(stride), tuple(padding))
+
+
+def fold(cols: torch.Tensor, shape: tuple[int, int, int, int], kernel: tuple[int, int],
+         stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """col2im (`scatter_add_patches`), differentiable through `patches`."""
+    return _Fold.apply(cols, tuple(shape), tuple(kernel), tuple(stride), tuple(padding))
 
 
 def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
