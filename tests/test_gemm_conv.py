@@ -176,7 +176,15 @@ def test_a_gradient_penalty_through_the_products_is_autograds(transposed):
         (grad,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
         return grad.square().sum()
 
+    def products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return gw._SmallConv.apply(a, b, None, (s, s), (p, p), transposed, every)
+
     (want,) = torch.autograd.grad(penalty(lambda a, b: conv(a, b, None, s, p)), w)
-    (got,) = torch.autograd.grad(penalty(
-        lambda a, b: gw._SmallConv.apply(a, b, None, (s, s), (p, p), transposed, every)), w)
+    (got,) = torch.autograd.grad(penalty(products), w)
     assert torch.allclose(got, want, rtol=1e-8, atol=1e-10)
+    # and the first order, where the patches made once serve two parts
+    g = torch.randn_like(conv(x, w, None, s, p))
+    want = torch.autograd.grad(conv(x, w, None, s, p), (x, w), g)
+    got = torch.autograd.grad(products(x, w), (x, w), g)
+    assert all(torch.allclose(a, b, rtol=1e-8, atol=1e-10) for a, b in zip(got, want,
+                                                                            strict=True))

@@ -166,10 +166,11 @@ def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-            stride: tuple[int, int], padding: tuple[int, int], transposed: bool) -> torch.Tensor:
+            stride: tuple[int, int], padding: tuple[int, int], transposed: bool,
+            cols: torch.Tensor | None = None) -> torch.Tensor:
     """conv2d / conv_transpose2d (groups 1, no dilation or output padding) as one matrix
-    product: a convolution's patches times the weights; a transposed convolution's input
-    times the weights, folded onto the output."""
+    product: a convolution's patches (`cols`, when already made) times the weights; a
+    transposed convolution's input times the weights, folded onto the output."""
     kernel = (kh, kw) = tuple(weight.shape[2:])
     (sh, sw), (ph, pw) = stride, padding
     n, _, h, w = x.shape
@@ -179,52 +180,65 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         y = fold(rows(x) @ wm, shape, kernel, stride, padding)
     else:
         h_out, w_out = out_size(h, w, kernel, stride, padding)
-        y = (patches(x, kernel, stride, padding) @ wm.t()).view(n, h_out, w_out, -1)
+        if cols is None:
+            cols = patches(x, kernel, stride, padding)
+        y = (cols @ wm.t()).view(n, h_out, w_out, -1)
         y = y.permute(0, 3, 1, 2)
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
 def input_grad(grad: torch.Tensor, x_shape: torch.Size, weight: torch.Tensor,
-               stride: tuple[int, int], padding: tuple[int, int],
-               transposed: bool) -> torch.Tensor:
+               stride: tuple[int, int], padding: tuple[int, int], transposed: bool,
+               cols: torch.Tensor | None = None) -> torch.Tensor:
     """The input gradient of `forward`, as one matrix product: a convolution's output gradient
     times the weights, folded onto the input; a transposed convolution's output gradient's
-    patches times the weights."""
+    patches (`cols`, when already made) times the weights."""
     kernel = tuple(weight.shape[2:])
     wm = weight_matrix(weight)
     if transposed:
         n, c, h, w = x_shape
-        by_position = patches(grad, kernel, stride, padding) @ wm.t()  # (N·H·W, C_in)
+        if cols is None:
+            cols = patches(grad, kernel, stride, padding)
+        by_position = cols @ wm.t()  # (N·H·W, C_in)
         return by_position.view(n, h, w, c).permute(0, 3, 1, 2)
     return fold(rows(grad) @ wm, tuple(x_shape), kernel, stride, padding)
 
 
 def weight_grad(x: torch.Tensor, grad: torch.Tensor, weight_shape: torch.Size,
-                stride: tuple[int, int], padding: tuple[int, int],
-                transposed: bool) -> torch.Tensor:
+                stride: tuple[int, int], padding: tuple[int, int], transposed: bool,
+                cols: torch.Tensor | None = None) -> torch.Tensor:
     """Σ over images and positions of the output gradient times the input patch (im2col). A
     transposed convolution's weight gradient is a convolution's with input and output gradient
-    swapped: it unfolds the output gradient and multiplies by the input."""
+    swapped: it unfolds the output gradient and multiplies by the input. `cols`: those
+    patches, when already made."""
     a, b, *kernel = weight_shape
     if transposed:  # weight (C_in, C_out, kh, kw); positions: the input's
-        cols = patches(grad, kernel, stride, padding)     # (N·L_in, kh·kw·C_out)
-        by_position = rows(x)                             # (N·L_in, C_in)
+        if cols is None:
+            cols = patches(grad, kernel, stride, padding)  # (N·L_in, kh·kw·C_out)
+        by_position = rows(x)                              # (N·L_in, C_in)
     else:  # weight (C_out, C_in, kh, kw); positions: the output's
-        cols = patches(x, kernel, stride, padding)        # (N·L_out, kh·kw·C_in)
-        by_position = rows(grad)                          # (N·L_out, C_out)
+        if cols is None:
+            cols = patches(x, kernel, stride, padding)     # (N·L_out, kh·kw·C_in)
+        by_position = rows(grad)                           # (N·L_out, C_out)
     return (by_position.t() @ cols).view(a, *kernel, b).permute(0, 3, 1, 2)
 
 
 class _SmallConv(torch.autograd.Function):
     """conv2d / conv_transpose2d on bf16 tensors, each part (forward, input gradient, weight
-    gradient) a matrix product or oneDNN's as `parts` says."""
+    gradient) a matrix product or oneDNN's as `parts` says. Where two parts multiply the same
+    patches, they are made once: a convolution's forward keeps those of its input for the
+    weight gradient, a transposed convolution's backward shares those of the output gradient
+    between its two parts (each was made twice: 15% of BEGAN's 64 px step)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, transposed, parts):
         ctx.save_for_backward(x, weight)
         ctx.conf = (stride, padding, transposed, bias is not None, parts)
+        ctx.cols = None
         if parts.forward:  # a custom Function's output must not be a view (in-place ReLU)
-            y = forward(x, weight, bias, stride, padding, transposed)
+            if not transposed and parts.weight_grad:
+                ctx.cols = patches(x, tuple(weight.shape[2:]), stride, padding)
+            y = forward(x, weight, bias, stride, padding, transposed, ctx.cols)
             return y.clone(memory_format=torch.channels_last) if y._is_view() else y
         conv = F.conv_transpose2d if transposed else F.conv2d
         return conv(x, weight, bias, stride, padding)
@@ -233,14 +247,21 @@ class _SmallConv(torch.autograd.Function):
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         stride, padding, transposed, has_bias, parts = ctx.conf
+        # the forward's patches carry no graph: a double backward (a gradient penalty's,
+        # grad mode on here) makes them again from x
+        cols = None if torch.is_grad_enabled() else ctx.cols
+        ctx.cols = None
+        if (transposed and parts.input_grad and parts.weight_grad
+                and ctx.needs_input_grad[0] and ctx.needs_input_grad[1]):
+            cols = patches(grad, tuple(weight.shape[2:]), stride, padding)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = (input_grad(grad, x.shape, weight, stride, padding, transposed)
+            grad_x = (input_grad(grad, x.shape, weight, stride, padding, transposed, cols)
                       if parts.input_grad else torch.ops.aten.convolution_backward(
                           grad, x, weight, None, list(stride), list(padding), [1, 1],
                           transposed, [0, 0], 1, [True, False, False])[0])
         if ctx.needs_input_grad[1]:
-            grad_w = (weight_grad(x, grad, weight.shape, stride, padding, transposed)
+            grad_w = (weight_grad(x, grad, weight.shape, stride, padding, transposed, cols)
                       if parts.weight_grad else torch.ops.aten.convolution_backward(
                           grad, x, weight, None, list(stride), list(padding), [1, 1],
                           transposed, [0, 0], 1, [False, True, False])[1])
