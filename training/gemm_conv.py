@@ -236,7 +236,8 @@ class _SmallConv(torch.autograd.Function):
         ctx.conf = (stride, padding, transposed, bias is not None, parts)
         ctx.cols = None
         if parts.forward:  # a custom Function's output must not be a view (in-place ReLU)
-            if not transposed and parts.weight_grad:
+            if not transposed and parts.weight_grad and ctx.needs_input_grad[1]:
+                # kept only for a weight that will get a gradient (not a frozen D's)
                 ctx.cols = patches(x, tuple(weight.shape[2:]), stride, padding)
             y = forward(x, weight, bias, stride, padding, transposed, ctx.cols)
             return y.clone(memory_format=torch.channels_last) if y._is_view() else y
