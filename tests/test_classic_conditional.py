@@ -214,6 +214,26 @@ def test_began_resumes_exactly_with_its_k_t(colour_store, tmp_path):
         assert all(torch.equal(a[module][k], b[module][k]) for k in a[module]), module
 
 
+def test_began_controller_follows_its_equation_with_gamma_above_one(colour_store, tmp_path):
+    """The demo profile's γ is 1.5: k_{t+1} = clip(k_t + λ_k (γ L(x) − L(G(z))), 0, 1) row by
+    row, and γ beyond the allowed range is a one-line error before any training."""
+    gamma, lambda_k = 1.5, 0.05
+    cfg = tiny("began", steps=6, backbone="infogan", gamma=gamma, lambda_k=lambda_k)
+    summary = train("began", cfg, colour_store, tmp_path)
+    log = rows(tmp_path)
+    assert len(log) == 6
+    k = 0.0
+    for row in log:
+        assert row["k_t"] == pytest.approx(k, abs=5e-5)  # rows hold 5 decimals
+        k = min(max(k + lambda_k * (gamma * row["l_real"] - row["l_fake"]), 0.0), 1.0)
+        assert row["convergence"] == pytest.approx(
+            row["l_real"] + abs(gamma * row["l_real"] - row["l_fake"]), abs=5e-5)
+    assert summary["k_t"] == pytest.approx(k, abs=5e-5) and k > 0
+    with pytest.raises(ValueError, match="gamma must be <= 4"):
+        train("began", tiny("began", gamma=5.0), colour_store, tmp_path / "refused")
+    assert not (tmp_path / "refused" / "losses.jsonl").exists()
+
+
 def test_began_with_augment_reconstructs_the_augmented_image():
     """With `augment`, L(v) is taken at v = the augmented image, input and target alike: an
     autoencoder that reproduces its input perfectly loses nothing, although the policy moved
