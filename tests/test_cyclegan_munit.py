@@ -196,6 +196,50 @@ def test_stacking_under_batch_norm_would_change_the_update(stores):
     assert not torch.allclose(stacked, model.G_A(a), atol=1e-3)
 
 
+# ----- compiled for the step -------------------------------------------------------------------
+def test_compiled_step_trains_as_the_networks_do(stores, tmp_path):
+    """compile: the step calls torch.compile's forwards of the same networks. Three fp32 steps
+    give the uncompiled run's losses (inductor sums in other orders: close, not equal), and the
+    checkpoint holds the networks' own keys, so it resumes and exports as before. (No identity
+    term: fewer shapes to compile, a minute less of the tests on a 2-core CPU.)"""
+    def run(compile_: bool) -> tuple[list[dict], dict]:
+        out = tmp_path / ("compiled" if compile_ else "eager")
+        train("cyclegan", CycleGANConfig(steps=3, bf16=False, compile=compile_,
+                                         lambda_identity=0, **TINY), stores["paired"], out)
+        rows = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+        return rows, load_plain(out / "checkpoint.pt")["modules"]
+
+    (eager_rows, eager), (compiled_rows, compiled) = run(False), run(True)
+    # how the step runs is no option of what is trained: an eager run resumes compiled
+    resumed = train("cyclegan", CycleGANConfig(steps=4, bf16=False, compile=True,
+                                               lambda_identity=0, **TINY), stores["paired"],
+                    tmp_path / "eager")
+    assert resumed["resumed_from"] == 3 and resumed["steps"] == 4
+    assert len(eager_rows) == len(compiled_rows) == 3
+    for e, c in zip(eager_rows, compiled_rows, strict=True):
+        assert e.keys() == c.keys()
+        for k in CycleGAN.losses:
+            assert c[k] == pytest.approx(e[k], rel=1e-3, abs=1e-4), (e["step"], k)
+    assert compiled.keys() == eager.keys()
+    for name in eager:
+        assert compiled[name].keys() == eager[name].keys()  # no "_orig_mod." prefixes
+        # Adam moves each weight by up to lr a step whatever its gradient's size, so a weight
+        # whose gradient is near 0 may move apart; the network as a whole may not
+        flat = [torch.cat([t.flatten().float() for t in m[name].values() if t.is_floating_point()])
+                for m in (eager, compiled)]
+        assert (flat[1] - flat[0]).norm() <= 1e-2 * flat[0].norm(), name
+
+
+def test_compile_without_a_compiler_is_refused_before_training(stores, monkeypatch):
+    from torch._inductor import config
+
+    monkeypatch.setattr(config.cpp, "cxx", (None, "no-such-c++"))
+    with pytest.raises(ValueError, match="compile: torch.compile needs a C\\+\\+ compiler and "
+                                         "'no-such-c\\+\\+' was not found") as e:
+        prepare("cyclegan", CycleGANConfig(compile=True, **TINY), stores["paired"])
+    assert "\n" not in str(e.value)
+
+
 # ----- what they are measured by --------------------------------------------------------------
 def test_cyclegan_between_label_values_is_measured_by_edit_success(stores, tmp_path):
     cfg = CycleGANConfig(steps=1, domains="color:red|blue", fd_classifier=str(

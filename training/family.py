@@ -282,6 +282,13 @@ class Family:
         return torch.optim.Adam(params, lr=lr or self.cfg.lr,
                                 betas=betas or (self.cfg.beta1, 0.999), fused=True)
 
+    @staticmethod
+    def compiled(net: nn.Module, enabled: bool) -> nn.Module:
+        """net's forward compiled by torch.compile (inductor), sharing net's parameters, for a
+        step to call: the module itself stays as it is for checkpoints, grids and export.
+        Shapes are specialised (a batch of 2 and one of 1 compile once each)."""
+        return torch.compile(net, dynamic=False) if enabled else net
+
     def to_device(self, net: nn.Module) -> nn.Module:
         """The network on the device in the run's memory format; with bf16 on the CPU, its
         small convolutions train as matrix products (training/gemm_conv.py), where oneDNN's

@@ -29,10 +29,12 @@ ProgressFn = Callable[[int, int, float, dict], None]  # step, total, images/s, l
 
 
 def config_differences(saved: dict, cfg: Any, ignore: tuple[str, ...] = (
-        "steps", "log_every", "sample_every", "checkpoint_every")) -> dict[str, tuple]:
+        "steps", "log_every", "sample_every", "checkpoint_every", "compile")
+        ) -> dict[str, tuple]:
     """{field: (checkpoint's value, this run's)} for every option that changes what is
-    trained; the step budget and the logging cadence may change on resume. An option the
-    checkpoint predates counts as its default (what that run trained with)."""
+    trained; the step budget, the logging cadence and `compile` (how the step runs, not what
+    it computes) may change on resume. An option the checkpoint predates counts as its default
+    (what that run trained with)."""
     now = asdict(cfg)
     defaults = {f.name: f.default for f in fields(cfg) if f.default is not MISSING}
     saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}

@@ -6,6 +6,7 @@ Every family's loop starts with init_distributed(); only rank 0 writes files and
 import ctypes
 import ctypes.util
 import os
+import shutil
 
 import torch
 import torch.distributed as dist
@@ -91,6 +92,18 @@ def bf16_native(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def require_compiler() -> str:
+    """The C++ compiler torch.compile's inductor will call (g++, or $CXX), or a ValueError
+    saying so before training starts, instead of a compiler error at the first step."""
+    from torch._inductor import config
+
+    name = config.cpp.cxx[-1]
+    if not name or not shutil.which(name):
+        raise ValueError(f"compile: torch.compile needs a C++ compiler and {name!r} was not "
+                         f"found; install g++ (or set CXX to one), or train without compile")
+    return name
 
 
 def device() -> torch.device:

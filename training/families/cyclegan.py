@@ -38,6 +38,7 @@ from training.models.translation import (
     define_D,
     define_G,
 )
+from training.runtime import require_compiler
 from training.translation_metrics import (
     Edit,
     evaluate_translator,
@@ -111,6 +112,10 @@ class CycleGANConfig(GANConfig):
     flip: bool = option(True, "random left-right flips of the training images")
     lr_decay_start: int = option(0, "step from which the learning rates fall linearly to 0 at "
                                  "`steps` (0: constant)", ge=0)
+    compile: bool = option(False, "compile G and D for the training step with torch.compile "
+                           "(inductor, needs a C++ compiler): about 2 minutes the first time "
+                           "on a 2-core CPU, seconds once cached on disk, then steps 1.3-1.5x "
+                           "faster there; for long runs")
     fd_classifier: str = option("", "attribute classifier file (attribute_classifier.pt) for "
                                 "the Fréchet distances and edit success in the summary; empty: "
                                 "cycle errors only (the asset fills in the store's)")
@@ -185,6 +190,8 @@ class CycleGAN(Family):
                              f"least), and {data.a_name} has {len(data.test_index())}")
         if cfg.fd_classifier and not Path(cfg.fd_classifier).is_file():
             raise ValueError(f"fd_classifier {cfg.fd_classifier}: no such file")
+        if cfg.compile:
+            require_compiler()
 
     def build(self) -> None:
         cfg, data = self.cfg, self.data
@@ -199,6 +206,9 @@ class CycleGAN(Family):
                                            cfg.norm, image_size=size))
 
         self.G_A, self.G_B, self.D_A, self.D_B = g(), g(), d(), d()
+        # what the step calls: the networks, or their compiled forwards (same parameters)
+        self.train_nets = [self.compiled(n, cfg.compile)
+                           for n in (self.G_A, self.G_B, self.D_A, self.D_B)]
         # the pools are modules so the checkpoint keeps them and a resumed run draws alike
         self.pool_a = ImagePool(cfg.pool_size, (nc, size, size)).to(self.device)
         self.pool_b = ImagePool(cfg.pool_size, (nc, size, size)).to(self.device)
@@ -229,7 +239,7 @@ class CycleGAN(Family):
 
     def step(self, real, labels, gen, measure):
         a, b = real
-        cfg, G_A, G_B, D_A, D_B = self.cfg, self.G_A, self.G_B, self.D_A, self.D_B
+        cfg, (G_A, G_B, D_A, D_B) = self.cfg, self.train_nets
         lam, lam_idt = cfg.lambda_cycle, cfg.lambda_cycle * cfg.lambda_identity
         self.decay_lr()
         with self.autocast:
@@ -251,8 +261,8 @@ class CycleGAN(Family):
 
         # (2) Update G_A and G_B: fool both D, close both cycles, keep the other domain's
         # images as they are (identity)
-        D_A.requires_grad_(False)
-        D_B.requires_grad_(False)
+        self.D_A.requires_grad_(False)
+        self.D_B.requires_grad_(False)
         with self.autocast:
             g_a, g_b = self.lsgan(D_A(fake_b), True), self.lsgan(D_B(fake_a), True)
             cycle_a = F.l1_loss(rec_a.float(), a.float())
@@ -264,8 +274,8 @@ class CycleGAN(Family):
                 idt_b = F.l1_loss(same_a.float(), a.float())
                 errG = errG + lam_idt * (idt_a + idt_b)
         self.update("optG", errG)
-        D_A.requires_grad_(True)
-        D_B.requires_grad_(True)
+        self.D_A.requires_grad_(True)
+        self.D_B.requires_grad_(True)
         return {"d_a": d_a, "d_b": d_b, "g_a": g_a, "g_b": g_b, "cycle_a": cycle_a,
                 "cycle_b": cycle_b, "idt_a": idt_a, "idt_b": idt_b}
 
