@@ -2,7 +2,7 @@
 written plainly, as their reference implementation (junyanz/pytorch-CycleGAN-and-pix2pix) runs
 them (issue 11, "Speed").
 
-    python benchmarks/translator_speed.py [--steps 10] [--warmup 2] [--rows ROW ...]
+    python benchmarks/translator_speed.py [--steps 10] [--warmup 2] [--repeats 1] [--rows ROW ...]
         [--width 64] [--pix2pix-batch 64] [--data paired_images.h5 [--packshots P --crops C]]
         [--also-fp32] [--bf16-check [--check-steps N] [--check-seeds K] [--fd-classifier F]]
         [--out FILE.json]
@@ -12,7 +12,11 @@ Rows (--rows, all by default), each images/s side by side in one process:
   (64: the reference's ngf = ndf);
 - pix2pix-demo: the demo profile's batch and widths (batch 16, ngf = ndf = 32);
 - cyclegan-reference: packshot <-> person, batch 1 (the reference's default), widths --width;
-- cyclegan-demo: the demo profile's batch and widths (batch 2, ngf 16, ndf 32).
+- cyclegan-reference-compile: the same with the family's `compile` option (torch.compile of G
+  and D for the step; its compile time, minutes cold and seconds from inductor's disk cache,
+  falls in the untimed run and cancels out of the two timed ones, as start-up does);
+- cyclegan-demo: the demo profile's batch and widths (batch 2, ngf 16, ndf 32);
+- cyclegan-demo-compile: the same with `compile`.
 images/s counts the source images a step trains on (a CycleGAN step also sees as many B
 images), the same way for both loops.
 
@@ -43,8 +47,12 @@ runs of `warmup` and `warmup + steps` steps, each timed whole (data opening, net
 ours' last checkpoint, grid and test measures included), images/s = steps x batch / (the
 difference of the two walls), so start-up and one-off costs cancel; before them each loop runs
 one untimed step per row, so what a process pays once (imports on first use, kernels set up
-for the row's shapes) falls in neither. Same machine report: CPU model, vector capability and
-native bf16, threads, load average, bf16 and fp32 matmul peaks.
+for the row's shapes) falls in neither. With --repeats K each row takes K such readings of
+ours and of plain, alternating, and shows the median images/s of each and the median of the K
+ratios, each ratio between readings taken a minute apart: this machine's speed drifts by a
+third from one minute to the next, which one reading of each side would take for a
+difference between the loops. Same machine report: CPU model, vector capability and native
+bf16, threads, load average, bf16 and fp32 matmul peaks.
 
 --bf16-check: ours at the demo profile trained --check-steps (default: the profile's) in bf16
 and in fp32, same seeds, and the family's own test measures of each (pix2pix: L1, PSNR, SSIM
@@ -67,6 +75,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -136,7 +145,13 @@ ROWS = {
     "cyclegan-reference": Row("cyclegan", "packshot_person", "the reference's batch 1, widths "
                               "--width", (("batch_size", 1), ("ngf", "width"),
                                           ("ndf", "width"))),
+    "cyclegan-reference-compile": Row("cyclegan", "packshot_person", "the reference's batch 1, "
+                                      "widths --width, compiled (--compile)",
+                                      (("batch_size", 1), ("ngf", "width"), ("ndf", "width"),
+                                       ("compile", True))),
     "cyclegan-demo": Row("cyclegan", "packshot_person", "demo profile"),
+    "cyclegan-demo-compile": Row("cyclegan", "packshot_person", "demo profile, compiled "
+                                 "(--compile)", (("compile", True),)),
 }
 
 
@@ -379,24 +394,39 @@ def measure(key: str, args: argparse.Namespace, data_path: Path, work: Path,
     # shapes) would otherwise fall in the first timed run only and not cancel
     ours_wall(row_def.family, config(row_def, args, 1), data_path, work)
     in_pristine_process(plain_wall, row_def.family, cfg, dataset, size, 1, device)
-    walls = {"ours": [ours_wall(row_def.family, c, data_path, work) for c in cfgs]}
-    if args.also_fp32:
-        walls["ours_fp32"] = [ours_wall(row_def.family, config(row_def, args, n, bf16=False),
-                                        data_path, work) for n in lengths]
-    walls["plain"] = [in_pristine_process(plain_wall, row_def.family, c, dataset, size, c.steps,
-                                          device) for c in cfgs]
+    readings: list[dict[str, list[float]]] = []
+    for _ in range(args.repeats):  # ours and plain alternate: a drift of the machine's speed
+        walls = {"ours": [ours_wall(row_def.family, c, data_path, work) for c in cfgs]}
+        if args.also_fp32:
+            walls["ours_fp32"] = [ours_wall(row_def.family,
+                                            config(row_def, args, n, bf16=False), data_path,
+                                            work) for n in lengths]
+        walls["plain"] = [in_pristine_process(plain_wall, row_def.family, c, dataset, size,
+                                              c.steps, device) for c in cfgs]
+        readings.append(walls)
     row = {"row": key, "family": row_def.family, "variant": row_def.variant,
            "about": row_def.about, "batch": cfg.batch_size, "ngf": cfg.ngf, "ndf": cfg.ndf,
-           "image_size": size}
-    for name, w in walls.items():
-        row[f"{name}_images_per_s"] = images_per_s(w, args.steps, cfg.batch_size)
-    for name, w in walls.items():
-        row[f"{name}_wall_s"] = [round(x, 3) for x in w]
-    row["ratio"] = ratio(row["ours_images_per_s"], row["plain_images_per_s"])
+           "image_size": size, "repeats": args.repeats}
+    for name in readings[0]:
+        each = [images_per_s(w[name], args.steps, cfg.batch_size) for w in readings]
+        row[f"{name}_images_per_s"] = median_of(each)
+        row[f"{name}_wall_s"] = [[round(x, 3) for x in w[name]] for w in readings]
+        row[f"{name}_images_per_s_each"] = each
+    # the ratio of each repeat's own pair of readings, then their median
+    row["ratios"] = [ratio(w["ours"], w["plain"]) for w in
+                     ({n: images_per_s(r[n], args.steps, cfg.batch_size) for n in r}
+                      for r in readings)]
+    row["ratio"] = median_of(row["ratios"])
     if args.also_fp32:
         row["ratio_fp32"] = ratio(row["ours_fp32_images_per_s"], row["plain_images_per_s"])
     row["target_met"] = None if row["ratio"] is None else row["ratio"] >= TARGET
     return row
+
+
+def median_of(values: list[float | None]) -> float | None:
+    """The median of the readings that came out (None where none did)."""
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
 
 
 def bf16_check(family: str, args: argparse.Namespace, data_path: Path, work: Path) -> dict:
@@ -450,6 +480,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10,
                     help="timed steps (the difference of the two runs)")
     ap.add_argument("--warmup", type=int, default=2, help="steps of the shorter run")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="readings of each row, ours and plain alternating; the row shows the "
+                         "medians and the median of each reading's own ratio")
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--width", type=int, default=64,
                     help="ngf = ndf of the -issue and -reference rows (64: the reference's)")
@@ -470,8 +503,8 @@ def main() -> None:
                     help="attribute_classifier.pt: the check also compares Fréchet distances")
     ap.add_argument("--out", type=Path, default=None, help="write every figure as JSON here")
     args = ap.parse_args()
-    if args.steps < 1 or args.warmup < 1 or args.width < 1 or args.pix2pix_batch < 1:
-        ap.error("--steps, --warmup, --width and --pix2pix-batch must be at least 1")
+    if min(args.steps, args.warmup, args.width, args.pix2pix_batch, args.repeats) < 1:
+        ap.error("--steps, --warmup, --width, --pix2pix-batch and --repeats must be at least 1")
     if args.check_steps < 0 or args.check_seeds < 1:
         ap.error("--check-steps must be >= 0 and --check-seeds >= 1")
     if args.fd_classifier and not args.fd_classifier.is_file():
@@ -498,7 +531,9 @@ def main() -> None:
             rows.append(row)
             print(speed_table_row([key, str(row["batch"]), f"{row['ngf']}/{row['ndf']}",
                                    str(row["image_size"])], row, args.also_fp32), flush=True)
-        said = ", ".join(f"{r['row']} {cell(r['ratio'], 'x')}" for r in rows)
+        said = ", ".join(f"{r['row']} {cell(r['ratio'], 'x')}" + (
+            f" (readings {', '.join(cell(x, 'x') for x in r['ratios'])})"
+            if len(r["ratios"]) > 1 else "") for r in rows)
         print(f"\ntarget ours / plain >= {TARGET}x (issue 11): {said}", flush=True)
         checks: list[dict] | dict | None = None
         if args.bf16_check:
@@ -512,7 +547,8 @@ def main() -> None:
                     print_check(checks[-1])
         where["load_average_1m_end"] = round(os.getloadavg()[0], 2)
         if args.out:
-            settings = {"steps": args.steps, "warmup": args.warmup, "width": args.width,
+            settings = {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
+                        "width": args.width,
                         "pix2pix_batch": args.pix2pix_batch, "data": data,
                         "image_format": "jpg", "loader_workers": 2,
                         "persistent_workers": True, "target_ratio": TARGET}
