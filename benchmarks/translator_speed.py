@@ -407,15 +407,14 @@ def measure(key: str, args: argparse.Namespace, data_path: Path, work: Path,
     row = {"row": key, "family": row_def.family, "variant": row_def.variant,
            "about": row_def.about, "batch": cfg.batch_size, "ngf": cfg.ngf, "ndf": cfg.ndf,
            "image_size": size, "repeats": args.repeats}
+    speeds = [{name: images_per_s(w, args.steps, cfg.batch_size) for name, w in r.items()}
+              for r in readings]
     for name in readings[0]:
-        each = [images_per_s(w[name], args.steps, cfg.batch_size) for w in readings]
-        row[f"{name}_images_per_s"] = median_of(each)
-        row[f"{name}_wall_s"] = [[round(x, 3) for x in w[name]] for w in readings]
-        row[f"{name}_images_per_s_each"] = each
+        row[f"{name}_images_per_s"] = median_of([s[name] for s in speeds])
+        row[f"{name}_wall_s"] = [[round(x, 3) for x in r[name]] for r in readings]
+        row[f"{name}_images_per_s_each"] = [s[name] for s in speeds]
     # the ratio of each repeat's own pair of readings, then their median
-    row["ratios"] = [ratio(w["ours"], w["plain"]) for w in
-                     ({n: images_per_s(r[n], args.steps, cfg.batch_size) for n in r}
-                      for r in readings)]
+    row["ratios"] = [ratio(s["ours"], s["plain"]) for s in speeds]
     row["ratio"] = median_of(row["ratios"])
     if args.also_fp32:
         row["ratio_fp32"] = ratio(row["ours_fp32_images_per_s"], row["plain_images_per_s"])

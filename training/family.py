@@ -286,7 +286,7 @@ class Family:
     def compiled(net: nn.Module, enabled: bool) -> nn.Module:
         """net's forward compiled by torch.compile (inductor), sharing net's parameters, for a
         step to call: the module itself stays as it is for checkpoints, grids and export.
-        Shapes are specialised (a batch of 2 and one of 1 compile once each)."""
+        Shapes are specialised: each batch shape the step uses compiles once."""
         return torch.compile(net, dynamic=False) if enabled else net
 
     def to_device(self, net: nn.Module) -> nn.Module:

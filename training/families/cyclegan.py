@@ -114,7 +114,7 @@ class CycleGANConfig(GANConfig):
                                  "`steps` (0: constant)", ge=0)
     compile: bool = option(False, "compile G and D for the training step with torch.compile "
                            "(inductor, needs a C++ compiler): about 2 minutes the first time "
-                           "on a 2-core CPU, seconds once cached on disk, then steps 1.3-1.5x "
+                           "on a 2-core CPU, seconds once cached on disk, then steps 1.1-1.6x "
                            "faster there; for long runs")
     fd_classifier: str = option("", "attribute classifier file (attribute_classifier.pt) for "
                                 "the Fréchet distances and edit success in the summary; empty: "
