@@ -80,6 +80,7 @@ from training.family import get_family  # noqa: E402
 from training.loop import train  # noqa: E402
 from training.losses import gradient_penalty  # noqa: E402
 from training.models.classic import define_autoencoder_D, define_D, define_G  # noqa: E402
+from training.runtime import bf16_choice  # noqa: E402
 
 FAMILIES = ("gan", "cgan", "infogan", "acgan", "ebgan", "began", "wgan", "wgan_gp", "dragan",
             "lsgan")
@@ -145,6 +146,8 @@ def machine(device: torch.device) -> dict:
     info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": native_bf16(),
+            # what the frame trains ours in here (bf16 only where native and faster than fp32)
+            "ours_arithmetic": bf16_choice(device)[1],
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "device": device.type, "load_average_1m": round(os.getloadavg()[0], 2)}
     if device.type == "cuda":
@@ -170,17 +173,20 @@ def machine_line(where: dict, peak: dict) -> str:
             f"{where['device']}{', ' + where['gpu'] if 'gpu' in where else ''}; load average "
             f"{where['load_average_1m']} at start\nmatmul peak: "
             f"{peak['fp32']['gflops']:.0f} GFLOP/s fp32 (n = {peak['fp32']['n']}), "
-            f"{peak['bf16']['gflops']:.0f} GFLOP/s bf16 (n = {peak['bf16']['n']})")
+            f"{peak['bf16']['gflops']:.0f} GFLOP/s bf16 (n = {peak['bf16']['n']})"
+            + (f"; ours trains in {where['ours_arithmetic']}" if "ours_arithmetic" in where
+               else ""))
 
 
-def speed_table_head(lead: list[str], native: bool, also_fp32: bool,
+def speed_table_head(lead: list[str], arithmetic: str, also_fp32: bool,
                      collection: bool = False) -> str:
-    """The markdown head of an ours-against-plain table, after the `lead` columns (with the
-    note that ours trains in fp32 where bf16 is not native); `collection` adds the columns of
-    the collection's own loop (classic_speed.py)."""
-    note = "" if native else ("note: no native bf16 here, so the frame's default (bf16 where "
-                              "native) trains ours in fp32\n\n")
-    ours = "bf16" if native else "fp32 (no native bf16)"
+    """The markdown head of an ours-against-plain table, after the `lead` columns, with the
+    arithmetic the frame trains ours in here (training.runtime.bf16_choice's reason: where it
+    is fp32, a note says why); `collection` adds the columns of the collection's own loop
+    (classic_speed.py)."""
+    bf16 = arithmetic.startswith("bf16")
+    note = "" if bf16 else f"note: the frame trains ours in {arithmetic}\n\n"
+    ours = "bf16" if bf16 else "fp32"
     head = [*lead, f"ours, {ours} + channels_last, images/s"]
     if also_fp32:
         head.append("ours, fp32 + channels_last, images/s")
@@ -696,7 +702,7 @@ def main() -> None:
               f"{settings['data']}, plain loop from {args.image_format.upper()} files"
               + "".join(f"; {k} = {v}" for k, v in settings["options"].items()) + "\n",
               flush=True)
-        print(speed_table_head(["family", "backbone", "px"], where["native_bf16"],
+        print(speed_table_head(["family", "backbone", "px"], where["ours_arithmetic"],
                                args.also_fp32, "collection" in args.plain), flush=True)
         rows = []
         for backbone in args.backbones:
@@ -713,8 +719,9 @@ def main() -> None:
         print(f"\nmatmul peak at the end: {peak_end['fp32']['gflops']:.0f} GFLOP/s fp32, "
               f"{peak_end['bf16']['gflops']:.0f} bf16; MFU against the better of the two "
               "readings", flush=True)
-        # MFU against the peak of the arithmetic each loop ran in (ours: bf16 where native)
-        ours_peak = peak["bf16" if where["native_bf16"] else "fp32"]["gflops"]
+        # MFU against the peak of the arithmetic each loop ran in
+        ours_peak = peak["bf16" if where["ours_arithmetic"].startswith("bf16")
+                         else "fp32"]["gflops"]
         print("\n| family | backbone | GFLOP per image per step | ours MFU | plain MFU (fp32) |"
               "\n|---|---|---|---|---|")
         for row in rows:

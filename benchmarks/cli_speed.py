@@ -85,7 +85,8 @@ def main() -> None:
     where, peak = machine(device), matmul_peaks(device)
     print(machine_line(where, peak), flush=True)
     print(f"DCGAN 64x64, ngf = ndf = 64, batch 64, {args.steps} timed steps after "
-          f"{args.warmup}; ours: variant {args.variant}, the frame's default arithmetic\n",
+          f"{args.warmup}; ours: variant {args.variant}, the frame's default arithmetic "
+          f"({where['ours_arithmetic']})\n",
           flush=True)
     rows = [("reference, as the example (ImageFolder JPEG + DataLoader 2 workers, fp32)",
              reference_loop(args.images, args.steps, args.warmup, device=device)),
@@ -93,7 +94,7 @@ def main() -> None:
              reference_loop(args.images, args.steps, args.warmup, device=device,
                             persistent=True)),
             ("ours in process (training.loop.train, baseline, no logging)",
-             ours(args.data, args.steps, args.warmup, True, True)),
+             ours(args.data, args.steps, args.warmup, True, True, cpu_bf16="auto")),
             (f"ours through the CLI (`python -m training dcgan --profile full --variant "
              f"{args.variant}`)", cli(args.data, args.steps, args.warmup, args.variant, [],
                  args.repeats)),

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from training.families.dcgan import DCGANConfig  # noqa: E402
 from training.loop import train  # noqa: E402
 from training.models.dcgan import define_D, define_G  # noqa: E402
+from training.runtime import bf16_choice, cpu_bf16_mode  # noqa: E402
 
 STORE = Path(__file__).resolve().parent.parent / "assets_store"
 
@@ -117,10 +118,12 @@ def reference_loop(root: Path, steps: int, warmup: int, batch: int = 64,
     return steps * batch / (time.perf_counter() - t0)
 
 
-def ours(data: Path, steps: int, warmup: int, bf16: bool, channels_last: bool) -> float:
+def ours(data: Path, steps: int, warmup: int, bf16: bool, channels_last: bool,
+         cpu_bf16: str = "on") -> float:
     """images/s of the frame's dcgan, timed after `warmup` steps (a first run to that
-    checkpoint; the resumed run's summary counts only the steps it ran)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    checkpoint; the resumed run's summary counts only the steps it ran). cpu_bf16 "on": bf16
+    wherever it is native, faster than fp32 here or not; "auto": the frame's default."""
+    with tempfile.TemporaryDirectory() as tmp, cpu_bf16_mode(cpu_bf16):
         common = dict(variant="baseline", batch_size=64, ngf=64, ndf=64, bf16=bf16,
                       channels_last=channels_last, log_every=10_000, sample_every=10_000)
         train("dcgan", DCGANConfig(steps=warmup, checkpoint_every=warmup, **common), data, tmp)
@@ -156,7 +159,8 @@ def main() -> None:
              else f"CPU, {torch.get_num_threads()} threads")
     print(f"torch {torch.__version__} on {where}; batch 64, ngf = ndf = 64, {args.steps} "
           f"timed steps after {args.warmup}; {gflop:.2f} GFLOP per image per step (counted); "
-          f"measured peak {peak[False]:.0f} GFLOP/s fp32, {peak[True]:.0f} GFLOP/s bf16\n")
+          f"measured peak {peak[False]:.0f} GFLOP/s fp32, {peak[True]:.0f} GFLOP/s bf16; the "
+          f"frame's default here: {bf16_choice(device)[1]}\n")
     base = rows[0][2]
     print("| loop | images/s | vs reference | GFLOP/s | MFU (vs measured peak) |")
     print("|---|---|---|---|---|")

@@ -55,6 +55,9 @@ def test_gan_asset_on_two_processes_registers_a_loadable_model(tmp_path, colour_
     client = mlflow.MlflowClient(uri)
     run = client.get_run(event.metadata["mlflow_run_id"].value)
     assert run.data.params["world_size"] == "2" and run.data.params["backbone"] == "infogan"
+    # both ranks trained in the arithmetic rank 0 chose, and the run says which and why
+    assert event.metadata["arithmetic"].value == run.data.tags["arithmetic"]
+    assert run.data.tags["arithmetic"].split(":")[0] in ("bf16", "fp32")
     history = client.get_metric_history(run.info.run_id, "d_loss")
     assert [m.step for m in history] == [0, 1, 2, 3]  # losses.jsonl, one row per step
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {

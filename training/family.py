@@ -21,7 +21,7 @@ from torch import nn
 
 from training.config import check_config, option  # noqa: F401  (families import them here)
 from training.gemm_conv import use_gemm_convs
-from training.runtime import average_gradients, bf16_native
+from training.runtime import average_gradients, bf16_choice
 
 KINDS = ("sampler", "conditional", "translator", "classifier")
 FAMILIES: dict[str, type["Family"]] = {}
@@ -99,8 +99,9 @@ class Family:
         self.current_step = 0  # set by the loop before each step
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        # bf16 where the hardware runs it natively; asked-for bf16 falls back to fp32 elsewhere
-        self.bf16 = bool(cfg.bf16) and bf16_native(device)
+        # bf16 where the hardware runs it natively and faster than fp32; fp32 elsewhere
+        self.bf16, self.arithmetic = ((False, "fp32: asked for (bf16 off)") if not cfg.bf16
+                                      else bf16_choice(device))
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
         self.penalty_bf16 = self.bf16 and bool(getattr(cfg, "penalty_bf16", False))
         self.memory_format = (torch.channels_last if cfg.channels_last

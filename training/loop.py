@@ -141,6 +141,7 @@ def train(family: str | type[Family], cfg: Any, data_path: Path | str, out_dir: 
                "steps_run": cfg.steps - start, "resumed_from": start,
                "images_per_s": round(images_seen / wall, 2) if images_seen else 0.0,
                "wall_s": round(wall, 2), "device": device.type, "bf16": model.bf16,
+               "arithmetic": model.arithmetic,
                "world_size": world, "rank": rank, "final_losses": row, "out": str(out_dir)}
     if lead:
         summary.update(model.finish(out_dir))

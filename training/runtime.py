@@ -3,10 +3,14 @@
 Every family's loop starts with init_distributed(); only rank 0 writes files and logs.
 """
 
+import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import shutil
+import time
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -85,13 +89,82 @@ def average_gradients(*modules: torch.nn.Module) -> None:
 def bf16_native(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively here: CUDA with bf16, or a CPU whose oneDNN has bf16
     kernels (AVX-512 BF16 or AMX). On an AVX2-only CPU bf16 is emulated and about ten times
-    slower than fp32, so the frame trains in fp32 there even when bf16 is asked for."""
+    slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+# bf16 must beat fp32 by this much on the CPU for the frame to train in it: the AMX Xeon's
+# products run 3-7x faster in bf16, the AVX-512 BF16 EPYC's 2.2x, and an Intel Xeon whose AMX
+# the hypervisor hides (AVX-512 BF16 only) runs them at half its fp32 speed
+# (benchmarks/README.md, "bf16 at half the fp32 speed: a Xeon without AMX").
+BF16_MIN_SPEEDUP = 1.3
+CPU_BF16_MODES = ("auto", "on", "off")
+
+
+@functools.cache
+def cpu_bf16_speedup(size: int = 1024, repeats: int = 5) -> float:
+    """How many times faster a bf16 matrix product runs than an fp32 one on this CPU, with
+    torch's threads: the best of `repeats` alternating readings of each (about 0.1 s, once a
+    process). Native bf16 kernels are not always the faster ones, so the frame measures."""
+    a = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
+    pairs = {torch.float32: (a, a.t().contiguous())}
+    pairs[torch.bfloat16] = tuple(t.bfloat16() for t in pairs[torch.float32])
+    best = dict.fromkeys(pairs, float("inf"))
+    for _ in range(repeats):
+        for dtype, (x, y) in pairs.items():
+            t0 = time.perf_counter()
+            torch.mm(x, y)
+            best[dtype] = min(best[dtype], time.perf_counter() - t0)
+    return best[torch.float32] / best[torch.bfloat16]
+
+
+@contextlib.contextmanager
+def cpu_bf16_mode(mode: str) -> Iterator[None]:
+    """FASHION_GAN_CPU_BF16 set to `mode` inside the block (benchmarks and checks that compare
+    bf16 with fp32 on any CPU with native kernels, faster or not)."""
+    if mode not in CPU_BF16_MODES:
+        raise ValueError(f"mode must be one of {', '.join(CPU_BF16_MODES)}, got {mode!r}")
+    before = os.environ.get("FASHION_GAN_CPU_BF16")
+    os.environ["FASHION_GAN_CPU_BF16"] = mode
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["FASHION_GAN_CPU_BF16"]
+        else:
+            os.environ["FASHION_GAN_CPU_BF16"] = before
+
+
+def bf16_choice(device: torch.device) -> tuple[bool, str]:
+    """(whether the frame's bf16 option turns autocast on here, why), for the run's summary.
+
+    CUDA: where it has bf16. CPU: where oneDNN has native bf16 kernels and they run products at
+    least BF16_MIN_SPEEDUP times as fast as fp32; FASHION_GAN_CPU_BF16=on (or off) skips the
+    measurement and takes any native kernels (or none). Under torchrun every rank follows
+    rank 0's measurement, so all train in the same arithmetic."""
+    if not bf16_native(device):
+        return False, "fp32: no native bf16 kernels here"
+    if device.type != "cpu":
+        return True, "bf16: native on this GPU"
+    mode = os.environ.get("FASHION_GAN_CPU_BF16", "auto")
+    if mode not in CPU_BF16_MODES:
+        raise ValueError(f"FASHION_GAN_CPU_BF16 must be one of {', '.join(CPU_BF16_MODES)}, "
+                         f"got {mode!r}")
+    if mode != "auto":
+        return mode == "on", f"{'bf16' if mode == 'on' else 'fp32'}: FASHION_GAN_CPU_BF16={mode}"
+    speedup = torch.tensor([cpu_bf16_speedup()], dtype=torch.float64)
+    if dist.is_initialized():
+        dist.broadcast(speedup, src=0)
+    x = float(speedup)
+    if x >= BF16_MIN_SPEEDUP:
+        return True, f"bf16: its products ran {x:.1f}x as fast as fp32 here"
+    return False, (f"fp32: bf16 products ran only {x:.2f}x as fast as fp32 here (under "
+                   f"{BF16_MIN_SPEEDUP}x; FASHION_GAN_CPU_BF16=on forces bf16)")
 
 
 def require_compiler() -> str:

@@ -281,6 +281,8 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
             scores = evaluate_translator(model.translator(), classifier=judge.net,
                                          values=judge.values, **model.evaluation_set(
                                              config.eval_samples, config.eval_seed))
+        if "arithmetic" in summary:  # bf16 or fp32, and why (training.runtime.bf16_choice)
+            mlflow_lib.set_tag("arithmetic", summary["arithmetic"])
         mlflow_lib.log_metrics({**family_metrics, **scores,
                                 "images_per_s": summary["images_per_s"],
                                 "wall_s": summary["wall_s"]})
@@ -338,6 +340,7 @@ def train_and_register(context: AssetExecutionContext, storage: StorageResource,
         "metrics": MetadataValue.json(scores),
         **({"classifier": judge.name} if judge else {}),  # the metrics' feature space
         "device": summary.get("device", "cpu"), "world_size": summary.get("world_size", 1),
+        **({"arithmetic": summary["arithmetic"]} if "arithmetic" in summary else {}),
         **({"metrics_device": runtime_device().type} if scores else {}),
         "samples": MetadataValue.md(markdown_image(sheets["samples"], "samples")),
         "loss_curves": MetadataValue.md(markdown_image(sheets["loss_curves"], "loss curves")),
