@@ -48,11 +48,12 @@ def test_the_environment_overrides_the_measurement_but_not_the_kernels(native, m
     monkeypatch.setattr(runtime, "bf16_native", lambda device: False)
     monkeypatch.setenv("FASHION_GAN_CPU_BF16", "on")  # no kernels: emulated bf16 is never taken
     assert runtime.bf16_choice(CPU) == (False, "fp32: no native bf16 kernels here")
-    monkeypatch.setattr(runtime, "bf16_native", lambda device: True)
-    monkeypatch.setenv("FASHION_GAN_CPU_BF16", "yes")
-    with pytest.raises(ValueError, match="FASHION_GAN_CPU_BF16 must be one of auto, on, off, "
-                                         "got 'yes'"):
-        runtime.bf16_choice(CPU)
+    for native_kernels in (True, False):  # a bad value is refused wherever it is set
+        monkeypatch.setattr(runtime, "bf16_native", lambda device, k=native_kernels: k)
+        monkeypatch.setenv("FASHION_GAN_CPU_BF16", "yes")
+        with pytest.raises(ValueError, match="FASHION_GAN_CPU_BF16 must be one of auto, on, "
+                                             "off, got 'yes'"):
+            runtime.bf16_choice(CPU)
 
 
 def test_the_mode_is_set_inside_the_block_and_restored_after(monkeypatch):

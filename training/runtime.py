@@ -147,14 +147,14 @@ def bf16_choice(device: torch.device) -> tuple[bool, str]:
     least BF16_MIN_SPEEDUP times as fast as fp32; FASHION_GAN_CPU_BF16=on (or off) skips the
     measurement and takes any native kernels (or none). Under torchrun every rank follows
     rank 0's measurement, so all train in the same arithmetic."""
+    mode = os.environ.get("FASHION_GAN_CPU_BF16", "auto")
+    if mode not in CPU_BF16_MODES:  # refused on every machine, not only where it would count
+        raise ValueError(f"FASHION_GAN_CPU_BF16 must be one of {', '.join(CPU_BF16_MODES)}, "
+                         f"got {mode!r}")
     if not bf16_native(device):
         return False, "fp32: no native bf16 kernels here"
     if device.type != "cpu":
         return True, "bf16: native on this GPU"
-    mode = os.environ.get("FASHION_GAN_CPU_BF16", "auto")
-    if mode not in CPU_BF16_MODES:
-        raise ValueError(f"FASHION_GAN_CPU_BF16 must be one of {', '.join(CPU_BF16_MODES)}, "
-                         f"got {mode!r}")
     if mode != "auto":
         return mode == "on", f"{'bf16' if mode == 'on' else 'fp32'}: FASHION_GAN_CPU_BF16={mode}"
     speedup = torch.tensor([cpu_bf16_speedup()], dtype=torch.float64)
