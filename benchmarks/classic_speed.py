@@ -143,11 +143,12 @@ def native_bf16() -> bool | None:
 
 def machine(device: torch.device) -> dict:
     """What the figures were measured on (the load average says whether it was quiet)."""
+    ours_bf16, ours_arithmetic = bf16_choice(device)
     info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": native_bf16(),
             # what the frame trains ours in here (bf16 only where native and faster than fp32)
-            "ours_arithmetic": bf16_choice(device)[1],
+            "ours_bf16": ours_bf16, "ours_arithmetic": ours_arithmetic,
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "device": device.type, "load_average_1m": round(os.getloadavg()[0], 2)}
     if device.type == "cuda":
@@ -178,14 +179,14 @@ def machine_line(where: dict, peak: dict) -> str:
                else ""))
 
 
-def speed_table_head(lead: list[str], arithmetic: str, also_fp32: bool,
+def speed_table_head(lead: list[str], where: dict, also_fp32: bool,
                      collection: bool = False) -> str:
     """The markdown head of an ours-against-plain table, after the `lead` columns, with the
-    arithmetic the frame trains ours in here (training.runtime.bf16_choice's reason: where it
-    is fp32, a note says why); `collection` adds the columns of the collection's own loop
-    (classic_speed.py)."""
-    bf16 = arithmetic.startswith("bf16")
-    note = "" if bf16 else f"note: the frame trains ours in {arithmetic}\n\n"
+    arithmetic the frame trains ours in on `where` (machine()'s; where it is fp32, a note
+    gives training.runtime.bf16_choice's reason); `collection` adds the columns of the
+    collection's own loop (classic_speed.py)."""
+    bf16 = where["ours_bf16"]
+    note = "" if bf16 else f"note: the frame trains ours in {where['ours_arithmetic']}\n\n"
     ours = "bf16" if bf16 else "fp32"
     head = [*lead, f"ours, {ours} + channels_last, images/s"]
     if also_fp32:
@@ -705,7 +706,7 @@ def main() -> None:
               f"{settings['data']}, plain loop from {args.image_format.upper()} files"
               + "".join(f"; {k} = {v}" for k, v in settings["options"].items()) + "\n",
               flush=True)
-        print(speed_table_head(["family", "backbone", "px"], where["ours_arithmetic"],
+        print(speed_table_head(["family", "backbone", "px"], where,
                                args.also_fp32, "collection" in args.plain), flush=True)
         rows = []
         for backbone in args.backbones:
@@ -723,8 +724,7 @@ def main() -> None:
               f"{peak_end['bf16']['gflops']:.0f} bf16; MFU against the better of the two "
               "readings", flush=True)
         # MFU against the peak of the arithmetic each loop ran in
-        ours_peak = peak["bf16" if where["ours_arithmetic"].startswith("bf16")
-                         else "fp32"]["gflops"]
+        ours_peak = peak["bf16" if where["ours_bf16"] else "fp32"]["gflops"]
         print("\n| family | backbone | GFLOP per image per step | ours MFU | plain MFU (fp32) |"
               "\n|---|---|---|---|---|")
         for row in rows:

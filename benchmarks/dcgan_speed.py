@@ -30,10 +30,11 @@ import torchvision.transforms as transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.machine import cpu_bf16_mode  # noqa: E402
 from training.families.dcgan import DCGANConfig  # noqa: E402
 from training.loop import train  # noqa: E402
 from training.models.dcgan import define_D, define_G  # noqa: E402
-from training.runtime import bf16_choice, cpu_bf16_mode  # noqa: E402
+from training.runtime import bf16_choice  # noqa: E402
 
 STORE = Path(__file__).resolve().parent.parent / "assets_store"
 

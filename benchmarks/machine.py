@@ -4,8 +4,10 @@ and the spawned processes the scripts time a loop in where this one's state must
 import os
 import platform
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager
 from multiprocessing import get_context
 from pathlib import Path
+from unittest import mock
 
 
 def cpu_model() -> str:
@@ -43,3 +45,13 @@ def in_pristine_process(fn, *args):
     if _pristine is None:
         _pristine = spawned_process()
     return _pristine.submit(fn, *args).result()
+
+
+def cpu_bf16_mode(mode: str) -> AbstractContextManager:
+    """training.runtime's CPU_BF16_ENV set to `mode` inside the block, restored after: "on"
+    for figures that compare bf16 with fp32 on any CPU with native kernels, faster or not."""
+    from training.runtime import CPU_BF16_ENV, CPU_BF16_MODES  # torch: only where it is used
+
+    if mode not in CPU_BF16_MODES:
+        raise ValueError(f"mode must be one of {', '.join(CPU_BF16_MODES)}, got {mode!r}")
+    return mock.patch.dict(os.environ, {CPU_BF16_ENV: mode})

@@ -5,12 +5,14 @@ products at half its fp32 speed; the AMX Xeon runs them 3-7x faster and the AVX-
 2.2x. So the choice is measured, and the run's summary says what ran and why."""
 
 import math
+import os
 from dataclasses import replace
 
 import pytest
 import torch
 
 import training.runtime as runtime
+from benchmarks.machine import cpu_bf16_mode
 from training.families.dcgan import DCGANConfig
 from training.loop import train
 
@@ -58,15 +60,15 @@ def test_the_environment_overrides_the_measurement_but_not_the_kernels(native, m
 
 def test_the_mode_is_set_inside_the_block_and_restored_after(monkeypatch):
     monkeypatch.setenv("FASHION_GAN_CPU_BF16", "off")
-    with runtime.cpu_bf16_mode("on"):
-        assert runtime.os.environ["FASHION_GAN_CPU_BF16"] == "on"
-    assert runtime.os.environ["FASHION_GAN_CPU_BF16"] == "off"
+    with cpu_bf16_mode("on"):
+        assert os.environ["FASHION_GAN_CPU_BF16"] == "on"
+    assert os.environ["FASHION_GAN_CPU_BF16"] == "off"
     monkeypatch.delenv("FASHION_GAN_CPU_BF16")
-    with runtime.cpu_bf16_mode("auto"):
-        assert runtime.os.environ["FASHION_GAN_CPU_BF16"] == "auto"
-    assert "FASHION_GAN_CPU_BF16" not in runtime.os.environ
+    with cpu_bf16_mode("auto"):
+        assert os.environ["FASHION_GAN_CPU_BF16"] == "auto"
+    assert "FASHION_GAN_CPU_BF16" not in os.environ
     with pytest.raises(ValueError, match="mode must be one of"):
-        with runtime.cpu_bf16_mode("fast"):
+        with cpu_bf16_mode("fast"):
             pass
 
 

@@ -3,14 +3,12 @@
 Every family's loop starts with init_distributed(); only rank 0 writes files and logs.
 """
 
-import contextlib
 import ctypes
 import ctypes.util
 import functools
 import os
 import shutil
 import time
-from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -103,6 +101,7 @@ def bf16_native(device: torch.device) -> bool:
 # the hypervisor hides (AVX-512 BF16 only) runs them at half its fp32 speed
 # (benchmarks/README.md, "bf16 at half the fp32 speed: a Xeon without AMX").
 BF16_MIN_SPEEDUP = 1.3
+CPU_BF16_ENV = "FASHION_GAN_CPU_BF16"  # auto (measure), on or off
 CPU_BF16_MODES = ("auto", "on", "off")
 
 
@@ -123,23 +122,6 @@ def cpu_bf16_speedup(size: int = 1024, repeats: int = 5) -> float:
     return best[torch.float32] / best[torch.bfloat16]
 
 
-@contextlib.contextmanager
-def cpu_bf16_mode(mode: str) -> Iterator[None]:
-    """FASHION_GAN_CPU_BF16 set to `mode` inside the block (benchmarks and checks that compare
-    bf16 with fp32 on any CPU with native kernels, faster or not)."""
-    if mode not in CPU_BF16_MODES:
-        raise ValueError(f"mode must be one of {', '.join(CPU_BF16_MODES)}, got {mode!r}")
-    before = os.environ.get("FASHION_GAN_CPU_BF16")
-    os.environ["FASHION_GAN_CPU_BF16"] = mode
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["FASHION_GAN_CPU_BF16"]
-        else:
-            os.environ["FASHION_GAN_CPU_BF16"] = before
-
-
 def bf16_choice(device: torch.device) -> tuple[bool, str]:
     """(whether the frame's bf16 option turns autocast on here, why), for the run's summary.
 
@@ -147,16 +129,16 @@ def bf16_choice(device: torch.device) -> tuple[bool, str]:
     least BF16_MIN_SPEEDUP times as fast as fp32; FASHION_GAN_CPU_BF16=on (or off) skips the
     measurement and takes any native kernels (or none). Under torchrun every rank follows
     rank 0's measurement, so all train in the same arithmetic."""
-    mode = os.environ.get("FASHION_GAN_CPU_BF16", "auto")
+    mode = os.environ.get(CPU_BF16_ENV, "auto")
     if mode not in CPU_BF16_MODES:  # refused on every machine, not only where it would count
-        raise ValueError(f"FASHION_GAN_CPU_BF16 must be one of {', '.join(CPU_BF16_MODES)}, "
+        raise ValueError(f"{CPU_BF16_ENV} must be one of {', '.join(CPU_BF16_MODES)}, "
                          f"got {mode!r}")
     if not bf16_native(device):
         return False, "fp32: no native bf16 kernels here"
     if device.type != "cpu":
         return True, "bf16: native on this GPU"
     if mode != "auto":
-        return mode == "on", f"{'bf16' if mode == 'on' else 'fp32'}: FASHION_GAN_CPU_BF16={mode}"
+        return mode == "on", f"{'bf16' if mode == 'on' else 'fp32'}: {CPU_BF16_ENV}={mode}"
     speedup = torch.tensor([cpu_bf16_speedup()], dtype=torch.float64)
     if dist.is_initialized():
         dist.broadcast(speedup, src=0)
@@ -164,7 +146,7 @@ def bf16_choice(device: torch.device) -> tuple[bool, str]:
     if x >= BF16_MIN_SPEEDUP:
         return True, f"bf16: its products ran {x:.1f}x as fast as fp32 here"
     return False, (f"fp32: bf16 products ran only {x:.2f}x as fast as fp32 here (under "
-                   f"{BF16_MIN_SPEEDUP}x; FASHION_GAN_CPU_BF16=on forces bf16)")
+                   f"{BF16_MIN_SPEEDUP}x; {CPU_BF16_ENV}=on forces bf16)")
 
 
 def require_compiler() -> str:
