@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from stacked_calls import assert_same_gradients, separate_calls, step_gradients
+from stacked_calls import BUFFER, assert_same_gradients, separate_calls, step_gradients
 
 from training.datasets import open_dataset
 from training.families.dragan import perturbed
@@ -184,16 +184,21 @@ def test_penalty_bf16_needs_a_penalty(colour_store, tmp_path):
                  tmp_path / "r1")["steps"] == 3
 
 
-@pytest.mark.parametrize("name", ["wgan_gp", "dragan"])
+@pytest.mark.parametrize("name", ["wgan_gp", "dragan", "gan", "lsgan", "cgan", "acgan",
+                                  "infogan", "wgan"])
 def test_stacked_critic_calls_make_the_separate_calls_update(name, colour_store):
-    """D(real) and D(fake) as one call (their critics have no batch norm): the same gradients
-    as two calls, G's update included."""
+    """D(real) and D(fake) as one call: the same gradients as two calls, G's update included,
+    and for the papers' batch-norm D (every family here but the penalty critics) the same
+    running statistics: each batch normalised on its own."""
     family = get_family(name)
-    cfg = tiny(name, bf16=False)
+    cfg = tiny(name, bf16=False, **({"label_columns": ["color"]}
+                                    if name in ("cgan", "acgan") else {}))
     _, data = prepare(name, cfg, colour_store)
     ours, reference = (step_gradients(f, cfg, data, 3, ("netG", "netD"))
                        for f in (family, separate_calls(family)))
     assert any(k.startswith("netG.") for k in ours[-1])  # a step that updated G
+    batch_norm = any(k.startswith(f"{BUFFER}netD.") and "running_mean" in k for k in ours[-1])
+    assert batch_norm == (cfg.d_norm == "batch")
     assert_same_gradients(ours, reference)
 
 

@@ -12,7 +12,7 @@ the summary. See docs/ARCHITECTURE.md, "Adding a family".
 
 import importlib
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from torch import nn
 from training.config import check_config, option  # noqa: F401  (families import them here)
 from training.gemm_conv import use_gemm_convs
 from training.runtime import average_gradients, bf16_choice
+from training.stacking import both
 
 KINDS = ("sampler", "conditional", "translator", "classifier")
 FAMILIES: dict[str, type["Family"]] = {}
@@ -241,17 +242,12 @@ class Family:
 
     # ----- shared by every family ------------------------------------------------------------
     @staticmethod
-    def both(net: nn.Module, x: torch.Tensor, y: torch.Tensor, per_image: bool = True
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """net(x), net(y). Where the network treats each image on its own (instance, layer or
-        no norm), as one call on the two batches stacked: the same outputs, and on the CPU one
-        call of twice the batch runs faster than two (CycleGAN's step at batch 1: 1.15x;
-        WGAN-GP's and DRAGAN's: 1.1-1.3x on the mean). Batch norm would normalise the two
-        batches together: two calls there."""
-        if not per_image:
-            return net(x), net(y)
-        out = net(torch.cat([x, y]))
-        return out[:len(x)], out[len(x):]
+    def both(net: Callable, x: torch.Tensor, y: torch.Tensor, *args: Any) -> tuple[Any, Any]:
+        """net(x, *args), net(y, *args) as one call on the two batches stacked, each batch
+        norm normalising each batch on its own (training/stacking.py): the same outputs,
+        gradients and running statistics, and on the CPU one call of twice the batch runs
+        faster than two (benchmarks/README.md, "Real and generated batches in one call")."""
+        return both(net, x, y, *args)
 
     def update(self, optimizer: str, loss: torch.Tensor, max_grad_norm: float = 0.0) -> None:
         """zero_grad, backward, data-parallel gradient averaging (a no-op on one process), the

@@ -59,8 +59,7 @@ class ACGAN(LabelConditioned, ClassicGAN):
         # (1) Update D: real/fake and the classes of both
         with self.autocast:
             fake = netG(g_in)
-            s_real, c_real, _ = netD.heads(real)
-            s_fake, c_fake, _ = netD.heads(fake.detach())
+            (s_real, c_real, _), (s_fake, c_fake, _) = self.both(netD.heads, real, fake.detach())
             d_real, d_fake = bce(s_real, 1.0), bce(s_fake, 0.0)
             cls_real = class_loss(c_real, labels, sizes)
             cls_fake = class_loss(c_fake, labels, sizes)

@@ -181,7 +181,8 @@ class CGAN(LabelConditioned, ClassicGAN):
         # (1) Update D: maximise log D(x|y) + log(1 - D(G(z|y)|y))
         with self.autocast:
             fake = netG(g_in)
-            d_real, d_fake = bce(netD(real, y), 1.0), bce(netD(fake.detach(), y), 0.0)
+            out_real, out_fake = self.both(netD, real, fake.detach(), y)
+            d_real, d_fake = bce(out_real, 1.0), bce(out_fake, 0.0)
             errD = d_real + d_fake + self.r1(real, y)
         self.update("optD", errD)
 

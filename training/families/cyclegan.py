@@ -155,9 +155,6 @@ class CycleGAN(Family):
 
     def __init__(self, cfg: CycleGANConfig, data, device: torch.device):
         super().__init__(cfg, data, device)
-        # instance norm (the paper's) or none: G_A(a) with the identity term's G_A(b), and D on
-        # real and history images, each as one call (Family.both)
-        self.per_image = cfg.norm != "batch"
         if data.domains[0] != "store":  # two values of a label column: an attribute edit
             self.measures, self.main_measure = self.ATTRIBUTE_MEASURES, ("edit_success", "max")
 
@@ -244,8 +241,8 @@ class CycleGAN(Family):
         self.decay_lr()
         with self.autocast:
             if lam_idt > 0:  # G_A(b), G_B(a): the identity terms' images, in the same calls
-                fake_b, same_b = self.both(G_A, a, b, self.per_image)
-                fake_a, same_a = self.both(G_B, b, a, self.per_image)
+                fake_b, same_b = self.both(G_A, a, b)
+                fake_a, same_a = self.both(G_B, b, a)
             else:
                 fake_b, fake_a = G_A(a), G_B(b)
             rec_a, rec_b = G_B(fake_b), G_A(fake_a)
@@ -253,8 +250,8 @@ class CycleGAN(Family):
         # (1) Update D_A on real B against the history of G_A(A), D_B likewise
         pooled_b, pooled_a = self.pool_b.query(fake_b, gen), self.pool_a.query(fake_a, gen)
         with self.autocast:
-            real_b, past_b = self.both(D_A, b, pooled_b, self.per_image)
-            real_a, past_a = self.both(D_B, a, pooled_a, self.per_image)
+            real_b, past_b = self.both(D_A, b, pooled_b)
+            real_a, past_a = self.both(D_B, a, pooled_a)
             d_a = 0.5 * (self.lsgan(real_b, True) + self.lsgan(past_b, False))
             d_b = 0.5 * (self.lsgan(real_a, True) + self.lsgan(past_a, False))
         self.update("optD", d_a + d_b)

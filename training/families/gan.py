@@ -38,7 +38,8 @@ class GAN(ClassicGAN):
         # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
         with self.autocast:
             fake = netG(z)
-            d_real, d_fake = bce(netD(real), 1.0), bce(netD(fake.detach()), 0.0)
+            out_real, out_fake = self.both(netD, real, fake.detach())
+            d_real, d_fake = bce(out_real, 1.0), bce(out_fake, 0.0)
             errD = d_real + d_fake + self.r1(real)
         self.update("optD", errD)
 

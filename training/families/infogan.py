@@ -160,8 +160,7 @@ class InfoGAN(LabelConditioned, ClassicGAN):
         # (1) Update D and Q: real/fake, and recover the codes of the fake batch
         with self.autocast:
             fake = netG(g_in)
-            s_real, _, q_real = netD.heads(real)
-            s_fake, _, q_fake = netD.heads(fake.detach())
+            (s_real, _, q_real), (s_fake, _, q_fake) = self.both(netD.heads, real, fake.detach())
             d_adv = bce(s_real, 1.0) + bce(s_fake, 0.0) + self.r1(real)
             l_cat, l_cont = self.information(q_fake, cat, cont)
             errD = d_adv + cfg.lambda_cat * l_cat + cfg.lambda_cont * l_cont

@@ -44,7 +44,8 @@ class LSGAN(ClassicGAN):
         # (1) Update D: real towards b = 1, fake towards a = 0
         with self.autocast:
             fake = netG(z)
-            d_real, d_fake = least_squares(netD(real), 1.0), least_squares(netD(fake.detach()), 0.0)
+            out_real, out_fake = self.both(netD, real, fake.detach())
+            d_real, d_fake = least_squares(out_real, 1.0), least_squares(out_fake, 0.0)
             errD = d_real + d_fake + self.r1(real)
         self.update("optD", errD)
 

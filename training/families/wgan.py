@@ -70,7 +70,8 @@ class WGAN(ClassicGAN):
         with self.autocast, torch.set_grad_enabled(update_g):
             fake = netG(z)
         with self.autocast:
-            d_real, d_fake = netD(real).float().mean(), netD(fake.detach()).float().mean()
+            out_real, out_fake = self.both(netD, real, fake.detach())
+            d_real, d_fake = out_real.float().mean(), out_fake.float().mean()
             errD = d_fake - d_real
         self.update("optD", errD)
         clip_weights(self.netD, self.cfg.clip_value)
