@@ -103,6 +103,21 @@ def test_recolour_resumes_exactly(store, tmp_path):
     assert (tmp_path / "resumed" / "recolour.png").exists()
 
 
+@pytest.mark.parametrize("condition_on_color", [False, True])
+def test_d_judges_both_pairs_in_one_call_as_in_two(store, condition_on_color):
+    """D on the (grey, colour) and (grey, output) pairs, with the requested colour's maps when
+    recolouring, as one call: the gradients and batch-norm statistics of two calls."""
+    from stacked_calls import BUFFER, assert_same_gradients, separate_calls, step_gradients
+
+    cfg = ColorizationConfig(steps=3, batch_size=4, ngf=4, ndf=4, image_size=32, log_every=1,
+                             bf16=False, condition_on_color=condition_on_color)
+    _, data = prepare("colorization", cfg, store["packshots"])
+    ours, reference = (step_gradients(f, cfg, data, 3, ("netG", "netD"))
+                       for f in (Colorization, separate_calls(Colorization)))
+    assert any(k.startswith(f"{BUFFER}netD.") and k.endswith("running_mean") for k in ours[-1])
+    assert_same_gradients(ours, reference)
+
+
 def test_recolour_asset_registers_a_translator_on_the_table(store, tmp_path):
     """The generated asset on the store's packshots and classifier: measured by
     evaluate_translator with the colour edits, registered as fashion-colorization with the

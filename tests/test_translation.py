@@ -278,6 +278,22 @@ def test_pix2pix_resumes_exactly_and_trains_either_direction(stores, tmp_path):
     assert back["domains"] == "person->packshot"
 
 
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_pix2pix_judges_both_pairs_in_one_call_as_in_two(stores, norm):
+    """D on the (input, target) and (input, output) pairs as one call, each batch norm on
+    its own pair batch: the gradients and running statistics of two calls, three steps."""
+    from stacked_calls import assert_same_gradients, separate_calls, step_gradients
+
+    from training.families.pix2pix import Pix2Pix, Pix2PixConfig
+    from training.loop import prepare
+
+    cfg = Pix2PixConfig(steps=3, batch_size=4, ngf=4, ndf=4, log_every=1, bf16=False, norm=norm)
+    _, data = prepare("pix2pix", cfg, stores["paired"])
+    ours, reference = (step_gradients(f, cfg, data, 3, ("netG", "netD"))
+                       for f in (Pix2Pix, separate_calls(Pix2Pix)))
+    assert_same_gradients(ours, reference)
+
+
 def test_pix2pix_asset_registers_a_translator_with_a_champion(stores, tmp_path):
     """The generated asset on a tiny store (its paired_images and attribute classifier):
     evaluated by evaluate_translator, registered as fashion-pix2pix with the translator tags,

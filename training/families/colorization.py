@@ -227,8 +227,9 @@ class Colorization(Family):
         # (1) Update D on (grey, real colour) and (grey, output) pairs
         with self.autocast:
             fake = netG(grey) if c is None else netG(grey, c)
-            d_real = self.gan_loss(netD(self.pair(grey, real, c)), True)
-            d_fake = self.gan_loss(netD(self.pair(grey, fake.detach(), c)), False)
+            out_real, out_fake = self.both(netD, self.pair(grey, real, c),
+                                           self.pair(grey, fake.detach(), c))
+            d_real, d_fake = self.gan_loss(out_real, True), self.gan_loss(out_fake, False)
             errD = 0.5 * (d_real + d_fake)
         self.update("optD", errD)
 

@@ -136,8 +136,9 @@ class Pix2Pix(Family):
         # (1) Update D on (input, target) and (input, output) pairs
         with self.autocast:
             fake = netG(a)
-            d_real = self.gan_loss(netD(torch.cat([a, b], 1)), True)
-            d_fake = self.gan_loss(netD(torch.cat([a, fake.detach()], 1)), False)
+            out_real, out_fake = self.both(netD, torch.cat([a, b], 1),
+                                           torch.cat([a, fake.detach()], 1))
+            d_real, d_fake = self.gan_loss(out_real, True), self.gan_loss(out_fake, False)
             errD = 0.5 * (d_real + d_fake)
         self.update("optD", errD)
 
