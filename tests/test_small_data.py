@@ -12,7 +12,7 @@ from training.checkpoint import load_modules
 from training.ema import EMA
 from training.families.dcgan import DCGAN, DCGANConfig
 from training.family import get_family
-from training.loop import train
+from training.loop import prepare, train
 from training.losses import r1_loss, r1_penalty
 from training.models.dcgan import MinibatchStd, define_D, define_G
 
@@ -87,6 +87,33 @@ def test_ema_moves_toward_the_weights_after_warmup():
     assert not ema.shadow.weight.requires_grad
 
 
+def test_recalibrated_shadow_holds_its_own_statistics_and_leaves_the_average_alone():
+    """The copy users sample: batch-norm statistics of the averaged weights' activations on
+    the given inputs (not the average of the running statistics); the shadow unchanged."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU())
+    ema = EMA(net, 0.9, 0)
+    for _ in range(3):
+        nudge(net)
+        net(torch.randn(8, 3))  # the running statistics move
+        ema.update(net)
+    ema.eval()
+    averaged = {k: v.clone() for k, v in ema.shadow.state_dict().items()}
+    inputs = torch.randn(200, 3)
+    copy = ema.recalibrated(inputs, batch_size=200)  # one batch: its mean and variance
+    assert copy is not ema.shadow and not copy.training  # the shadow's mode
+    h = ema.shadow[0](inputs)
+    torch.testing.assert_close(copy[1].running_mean, h.mean(0))
+    torch.testing.assert_close(copy[1].running_var, h.var(0), rtol=1e-4, atol=1e-5)
+    assert copy[1].momentum == ema.shadow[1].momentum
+    assert not torch.allclose(copy[1].running_mean, averaged["1.running_mean"])
+    for k, v in ema.shadow.state_dict().items():  # what checkpoints save: untouched
+        assert torch.equal(v, averaged[k])
+    assert torch.equal(copy[0].weight, ema.shadow[0].weight)
+    without_norm = EMA(nn.Linear(3, 4), 0.9, 0)
+    assert without_norm.recalibrated(inputs) is without_norm.shadow
+
+
 def test_ema_run_resumes_exactly_and_exports_the_average(colour_store, tmp_path):
     cfg = tiny(ema_decay=0.5, ema_warmup=1, augment="translation,cutout")
     train("dcgan", cfg, colour_store, tmp_path / "straight")
@@ -104,7 +131,13 @@ def test_ema_run_resumes_exactly_and_exports_the_average(colour_store, tmp_path)
     assert int(ema.updates) == 4
     assert not torch.equal(ema.shadow.main[0].weight, states[0]["netG"].main[0].weight)
     exported = torch.load(tmp_path / "straight" / "generator.pt", weights_only=True)
-    assert all(torch.equal(exported[k], v) for k, v in ema.shadow.state_dict().items())
+    z = torch.randn(1024, 16, 1, 1, generator=torch.Generator().manual_seed(2))
+    users = ema.recalibrated(z).state_dict()  # the average, its statistics recomputed
+    for k, v in users.items():  # (here in the default layout, in training channels_last)
+        torch.testing.assert_close(exported[k], v, rtol=1e-4, atol=1e-5, msg=k)
+    assert all(torch.equal(exported[k], v) for k, v in ema.shadow.named_parameters())
+    assert not torch.equal(exported["main.1.running_mean"],
+                           ema.shadow.state_dict()["main.1.running_mean"])
 
 
 def test_a_family_without_the_tools_refuses_them(tmp_path):
@@ -145,9 +178,14 @@ def test_classic_families_take_the_tools_and_resume_exactly(name, colour_store, 
     g_updates = 4 // cfg.n_critic if hasattr(cfg, "n_critic") else 4
     assert int(a["netG_ema"]["updates"]) == g_updates
     exported = torch.load(tmp_path / "straight" / "generator.pt", weights_only=True)
-    assert all(torch.equal(exported[k], v.to(exported[k].dtype))
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    assert all(torch.equal(exported[k], v.to(exported[k].dtype))  # the average's weights
                for k, v in ((k.removeprefix("shadow."), v) for k, v in a["netG_ema"].items()
-                            if k != "updates"))
+                            if k != "updates" and not k.endswith(statistics)))
+    trained = get_family(name).restore(cfg, prepare(name, cfg, colour_store)[1],
+                                       tmp_path / "straight")
+    assert all(torch.equal(exported[k], v)  # its statistics recomputed, as restore() gives
+               for k, v in trained.sampler().state_dict().items())
     assert any(not torch.equal(v, a["netG"][k.removeprefix("shadow.")])
                for k, v in a["netG_ema"].items()
                if k.startswith("shadow.") and v.is_floating_point())
