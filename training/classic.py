@@ -18,7 +18,8 @@ and its `step`, overriding a hook where it needs another net or optimiser:
 The frame's small-data tools work for every family of the collection: a step judges images
 through `self.D` (D itself, or D behind the DiffAugment policy `augment`, the same policy for
 real and generated images in D's update and in G's), and with `ema_decay` every update of G's
-optimiser also moves G's moving average, which the grids draw and the registry exports.
+optimiser also moves G's moving average, which the grids draw and the registry exports (its
+batch-norm statistics recomputed for the averaged weights: training/ema.py).
 EBGAN and BEGAN take EMA only: their D reconstructs its input, whose target would have to be
 the augmented image. The families with a real/fake D (GAN, LSGAN, CGAN, ACGAN, infoGAN) add
 `self.r1(real)`, the R1 penalty (`r1_gamma`), to D's loss; the critics with a penalty of their
