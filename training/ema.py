@@ -14,10 +14,10 @@ Floating-point buffers (batch-norm running statistics) are averaged the same way
 (batch counts) copied. An average of running statistics is not the statistics of the averaged
 weights' activations, though: on CGAN's demo profile recomputing them took 21 and 58 off the
 FD of the average (decay 0.99 and 0.995; benchmarks/README.md, "Real and generated batches in
-one call", its part on G's moving average). So
-what users sample is `recalibrated(inputs)`: a copy of the shadow whose batch norms hold the
-statistics of its own activations on a fixed set of inputs (SWA's update_bn), while the shadow
-itself, what checkpoints save and resumed runs continue, is left as it is.
+one call", its part on G's moving average). So what users sample is `recalibrated(inputs)`:
+a copy of the shadow whose batch norms hold the statistics of its own activations on a fixed
+set of inputs (SWA's update_bn), while the shadow itself, what checkpoints save and resumed
+runs continue, is left as it is.
 """
 
 import copy
