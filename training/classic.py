@@ -246,13 +246,9 @@ class ClassicGAN(Family):
                 "channels": self.channels}
 
     def sampler(self) -> nn.Module:
-        """The generator users get: G's moving average when ema_decay > 0 (its batch-norm
-        statistics recomputed for the averaged weights on 1,024 inputs drawn as a registry user
-        draws them, from a fixed seed), else G."""
-        if self.ema is None:
-            return self.netG
-        inputs = sampler_inputs(1024, self.registry_tags(), torch.Generator().manual_seed(2))[0]
-        return self.ema.recalibrated(inputs.to(self.device))
+        """The generator users get: G's moving average when ema_decay > 0
+        (`averaged_sampler`: its batch-norm statistics recomputed), else G."""
+        return self.averaged_sampler(self.ema) if self.ema is not None else self.netG
 
     def registry_tags(self) -> dict[str, str]:
         """nz is z's dimensions (sampler_inputs appends a conditional sampler's one-hots)."""

@@ -27,6 +27,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
+def running_norms(net: nn.Module) -> list[_BatchNorm]:
+    """The batch norms of net that keep running statistics."""
+    return [m for m in net.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+
 class EMA(nn.Module):
     """The moving average of `net` (a deep copy, frozen); call update(net) after each step of
     net's optimiser."""
@@ -58,11 +63,10 @@ class EMA(nn.Module):
         """The shadow with its batch norms' statistics recomputed on `inputs` (the generator's
         own inputs, e.g. 1,024 draws of z from a fixed seed): a copy, in the shadow's mode; the
         shadow itself where it has no batch norm with running statistics."""
-        if not any(isinstance(m, _BatchNorm) and m.track_running_stats
-                   for m in self.shadow.modules()):
+        if not running_norms(self.shadow):
             return self.shadow
         net = copy.deepcopy(self.shadow)
-        norms = [m for m in net.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+        norms = running_norms(net)
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()

@@ -12,17 +12,21 @@ the summary. See docs/ARCHITECTURE.md, "Adding a family".
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from training.config import check_config, option  # noqa: F401  (families import them here)
 from training.gemm_conv import use_gemm_convs
+from training.latent import sampler_inputs
 from training.runtime import average_gradients, bf16_choice
 from training.stacking import both
+
+if TYPE_CHECKING:
+    from training.ema import EMA
 
 KINDS = ("sampler", "conditional", "translator", "classifier")
 FAMILIES: dict[str, type["Family"]] = {}
@@ -241,13 +245,15 @@ class Family:
                 "main_goal": self.main_measure[1]}
 
     # ----- shared by every family ------------------------------------------------------------
-    @staticmethod
-    def both(net: Callable, x: torch.Tensor, y: torch.Tensor, *args: Any) -> tuple[Any, Any]:
-        """net(x, *args), net(y, *args) as one call on the two batches stacked, each batch
-        norm normalising each batch on its own (training/stacking.py): the same outputs,
-        gradients and running statistics, and on the CPU one call of twice the batch runs
-        faster than two (benchmarks/README.md, "Real and generated batches in one call")."""
-        return both(net, x, y, *args)
+    # net(x, *args), net(y, *args) as one call, batch norms per batch (training/stacking.py)
+    both = staticmethod(both)
+
+    def averaged_sampler(self, ema: "EMA") -> nn.Module:
+        """G's moving average as users get it: its batch-norm statistics recomputed for the
+        averaged weights (training/ema.py) on 1,024 inputs drawn as a registry user draws
+        them (registry_tags, seed 2)."""
+        inputs = sampler_inputs(1024, self.registry_tags(), torch.Generator().manual_seed(2))[0]
+        return ema.recalibrated(inputs.to(self.device))
 
     def update(self, optimizer: str, loss: torch.Tensor, max_grad_norm: float = 0.0) -> None:
         """zero_grad, backward, data-parallel gradient averaging (a no-op on one process), the

@@ -167,13 +167,9 @@ class DCGAN(Family):
         return {"variant": self.cfg.variant}
 
     def sampler(self):
-        """The generator users get: the moving average of G's weights when ema_decay > 0 (its
-        batch-norm statistics recomputed for the averaged weights on 1,024 draws of z from a
-        fixed seed)."""
-        if self.ema is None:
-            return self.netG
-        z = torch.randn(1024, self.cfg.nz, 1, 1, generator=torch.Generator().manual_seed(2))
-        return self.ema.recalibrated(z.to(self.device))
+        """The generator users get: the moving average of G's weights when ema_decay > 0
+        (`averaged_sampler`: its batch-norm statistics recomputed), else G."""
+        return self.averaged_sampler(self.ema) if self.ema is not None else self.netG
 
     def registry_tags(self):
         return {**super().registry_tags(), "variant": self.cfg.variant}
